@@ -1,0 +1,82 @@
+"""The pipeline configuration: sources, detectors, sinks and queues, from a TOML file.
+
+Every model forbids unknown keys, so a misspelt option fails at start-up with
+its dotted path instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from config.errors import ConfigError, format_validation_error
+from detectors import AnyDetectorConfig, LevelConfig, VadConfig
+from sinks.jsonl import JsonlSinkConfig
+from stream.sources import AnySourceConfig, SoundDeviceSourceConfig
+
+AnySinkConfig = Annotated[JsonlSinkConfig, Field(discriminator="type")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueConfig(_Strict):
+    """Bounds of the queues between the pipeline and its consumers."""
+
+    sink_events: int = Field(
+        10_000,
+        ge=10,
+        le=1_000_000,
+        description="Events buffered per sink; oldest dropped when full.",
+    )
+    client_events: int = Field(
+        500, ge=10, le=100_000, description="Events buffered per WebSocket client; oldest dropped."
+    )
+
+
+def _default_sources() -> list[AnySourceConfig]:
+    return [SoundDeviceSourceConfig()]
+
+
+def _default_detectors() -> list[AnyDetectorConfig]:
+    return [VadConfig(), LevelConfig()]
+
+
+class PipelineConfig(_Strict):
+    """Everything the capture pipeline runs: read from the TOML file named by HERITAGE_CONFIG."""
+
+    installation_id: str = Field(
+        "heritage-audio", min_length=1, max_length=128, description="Carried by every event."
+    )
+    analysis_sample_rate: Literal[16000] = Field(
+        16000, description="Rate every channel is resampled to before detection."
+    )
+    heartbeat_s: float = Field(
+        5.0, gt=0, le=3600, description="Stream seconds between heartbeat events of a source."
+    )
+    sources: list[AnySourceConfig] = Field(default_factory=_default_sources, min_length=1)
+    detectors: list[AnyDetectorConfig] = Field(default_factory=_default_detectors)
+    sinks: list[AnySinkConfig] = Field(default_factory=list)
+    queues: QueueConfig = Field(default_factory=QueueConfig)
+
+
+def load_pipeline_config(path: Path | None) -> PipelineConfig:
+    """Read and validate the TOML file at ``path`` (defaults when ``None``)."""
+    if path is None:
+        return PipelineConfig()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from None

@@ -1,0 +1,71 @@
+"""Process settings from environment variables (names and defaults of the product brief).
+
+Sources, channels, windows, detectors and sinks live in the TOML pipeline file
+(:mod:`config.pipeline`); this module holds what differs per deployment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.errors import ConfigError, format_validation_error
+
+
+class Settings(BaseSettings):
+    """Deployment settings, read from the environment (and an optional `.env`)."""
+
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", case_sensitive=True, validate_default=True
+    )
+
+    ENVIRONMENT: Literal["development", "testing", "staging", "production"] = "development"
+    HOST: str = "0.0.0.0"  # noqa: S104 - a service binds all interfaces by default
+    PORT: int = Field(8000, ge=1, le=65535)
+    DEBUG: bool = False
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    LOG_FORMAT: Literal["plain", "json"] = "plain"
+    SECRET_KEY: SecretStr | None = None
+    DB_HOST: str | None = None
+    DB_PORT: int = Field(5432, ge=1, le=65535)
+    DB_NAME: str = "heritage_audio"
+    DB_USER: str = "heritage"
+    DB_PASSWORD: SecretStr | None = None
+    REDIS_HOST: str | None = None
+    REDIS_PORT: int = Field(6379, ge=1, le=65535)
+    MAXXI_COMPATIBILITY_MODE: bool = True
+    MAXXI_OUTPUT_FORMAT: Literal["json", "xml"] = "json"
+    MAXXI_METADATA_SCHEMA: Literal["dublin_core"] = "dublin_core"
+    MAXXI_OUTPUT_DIR: Path = Path("data/maxxi")
+    HERITAGE_CONFIG: Path | None = Field(None, description="TOML pipeline configuration file.")
+    HERITAGE_DATA_DIR: Path = Path("data")
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Settings:
+        if self.ENVIRONMENT == "production":
+            missing = [
+                name
+                for name in ("SECRET_KEY", "DB_PASSWORD")
+                if not (value := getattr(self, name)) or not value.get_secret_value()
+            ]
+            if missing:
+                raise ValueError(
+                    "ENVIRONMENT=production requires " + " and ".join(missing) + " to be set"
+                )
+        return self
+
+    @property
+    def redis_enabled(self) -> bool:
+        """Redis sinks are on only when a Redis host is configured."""
+        return bool(self.REDIS_HOST)
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, raising :class:`ConfigError` with the bad key."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error("environment", exc)) from None

@@ -1,0 +1,21 @@
+"""Detectors: windows in, events out. Importing this package registers every detector."""
+
+from typing import Annotated
+
+from pydantic import Field
+
+from detectors.base import Detector, DetectorConfig, build_detector
+from detectors.level import LevelConfig
+from detectors.vad import VadConfig
+
+AnyDetectorConfig = Annotated[VadConfig | LevelConfig, Field(discriminator="type")]
+"""A detector entry of the pipeline config, chosen by its ``type``."""
+
+__all__ = [
+    "AnyDetectorConfig",
+    "Detector",
+    "DetectorConfig",
+    "LevelConfig",
+    "VadConfig",
+    "build_detector",
+]

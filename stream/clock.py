@@ -1,0 +1,24 @@
+"""The sample clock: stream time comes from sample counts, mapped to wall time once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+
+class SampleClock:
+    """Maps stream seconds to wall-clock time from a single anchor taken at stream start."""
+
+    def __init__(self) -> None:
+        self._anchor: datetime | None = None
+
+    def anchor(self, wall_time_of_first_sample: datetime | None = None) -> None:
+        """Fix the wall time of stream second 0 (once; later calls are ignored)."""
+        if self._anchor is None:
+            self._anchor = wall_time_of_first_sample or datetime.now(UTC)
+
+    def wall_time(self, t: float) -> datetime:
+        """Wall time of stream second ``t``."""
+        anchor = self._anchor
+        if anchor is None:
+            anchor = self._anchor = datetime.now(UTC)
+        return anchor + timedelta(seconds=t)

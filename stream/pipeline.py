@@ -1,0 +1,272 @@
+"""The pipeline: source blocks -> per-channel resample, windows, detectors -> stamped events.
+
+A :class:`SourceRunner` runs one source in its own thread, so capture, DSP and
+the event loop's I/O never block each other. Events are handed to an ``emit``
+callback (the bus, through the loop; or a list, for offline analysis).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from config.pipeline import PipelineConfig
+from detectors import AnyDetectorConfig, Detector, build_detector
+from sinks.metrics import Metrics
+from stream.clock import SampleClock
+from stream.events import Event, Heartbeat, SourceState, SourceStatus, stamp
+from stream.resample import Resampler
+from stream.sources import Block, Source, SourceError, StatusChange
+from stream.sources.base import Frames
+from stream.windowing import Samples, Windower
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[list[Event]], None]
+_PROCESS_START = time.monotonic()
+
+
+def _event_order(event: Event) -> tuple[float, float]:
+    return (event.t_end, event.t_start)
+
+
+class ChannelChain:
+    """Resampler, windowers and detectors of one channel, with its sample position."""
+
+    def __init__(
+        self, channel: int, in_rate: int, out_rate: int, detectors: Sequence[AnyDetectorConfig]
+    ) -> None:
+        self.channel = channel
+        self.rate = out_rate
+        self.position = 0  # analysis samples since stream start
+        self._resampler = Resampler(in_rate, out_rate)
+        self._stages: list[tuple[Windower, Detector]] = []
+        for config in detectors:
+            detector = build_detector(config, channel, out_rate)
+            window, hop = detector.window_samples()
+            self._stages.append(
+                (Windower(window, hop, channel=channel, sample_rate=out_rate), detector)
+            )
+
+    @property
+    def t(self) -> float:
+        """Stream seconds analysed so far."""
+        return self.position / self.rate
+
+    def push(self, samples: Samples) -> list[Event]:
+        """Analyse the next samples of this channel (at the input rate)."""
+        return self._analyse(self._resampler.process(samples))
+
+    def finish(self) -> list[Event]:
+        """End of stream: flush the resampler and close every detector's open state."""
+        events = self._analyse(self._resampler.process(np.zeros(0, np.float32), last=True))
+        for _, detector in self._stages:
+            events.extend(detector.finish(self.t))
+        return events
+
+    def interrupt(self) -> list[Event]:
+        """The audio broke off here: close every detector's open state and start afresh."""
+        events: list[Event] = []
+        for _, detector in self._stages:
+            events.extend(detector.finish(self.t))
+            detector.reset()
+        self._resampler.reset()
+        return events
+
+    def jump(self, gap_s: float) -> list[Event]:
+        """Audio was missing for ``gap_s`` seconds: resume after the gap on the stream clock."""
+        events = self.interrupt()
+        self.position += round(gap_s * self.rate)
+        for windower, _ in self._stages:
+            windower.reset(self.position)
+        return events
+
+    def _analyse(self, samples: Samples) -> list[Event]:
+        self.position += len(samples)
+        events: list[Event] = []
+        for windower, detector in self._stages:
+            for window in windower.push(samples):
+                events.extend(detector.process(window))
+        events.sort(key=_event_order)
+        return events
+
+
+class SourceRunner:
+    """Runs one source through the detectors; :meth:`run` is a thread body that never raises."""
+
+    def __init__(
+        self, source: Source, config: PipelineConfig, emit: Emit, metrics: Metrics
+    ) -> None:
+        self.source = source
+        self.config = config
+        self.state: SourceState = "starting"
+        self.message = ""
+        self.done = threading.Event()
+        self._emit = emit
+        self._metrics = metrics
+        self._clock = SampleClock()
+        self._chains: list[ChannelChain] = []
+        self._seq = 0
+        self._next_heartbeat = config.heartbeat_s
+        self._overflows_seen = 0
+        self._dropped_seen = 0
+
+    @property
+    def t(self) -> float:
+        """Stream seconds analysed so far."""
+        return self._chains[0].t if self._chains else 0.0
+
+    def status(self) -> dict[str, Any]:
+        """The source's state for ``/health``."""
+        src = self.source
+        return {
+            "name": src.name,
+            "state": self.state,
+            "message": self.message,
+            "stream_seconds": round(self.t, 3),
+            "channels": len(self._chains),
+            "overflows": src.overflows,
+            "dropped_blocks": src.dropped_blocks,
+        }
+
+    def run(self, stop: threading.Event) -> None:
+        """Open the source and analyse it until it ends or ``stop`` is set."""
+        name = self.source.name
+        try:
+            self._run(stop)
+        except SourceError as exc:
+            logger.error("source %s: %s", name, exc)
+            self._publish([self._status_event(StatusChange("error", str(exc)))])
+        except Exception as exc:
+            logger.exception("source %s: pipeline failed", name)
+            self._publish([self._status_event(StatusChange("error", f"internal error: {exc}"))])
+        finally:
+            self._metrics.source_up.labels(name).set(0)
+            self.done.set()
+
+    def _run(self, stop: threading.Event) -> None:
+        source = self.source
+        source.open()
+        for item in source.items(stop):
+            if isinstance(item, Block):
+                events = self._process(item.frames)
+            else:
+                events = self._on_status(item)
+            self._publish(events)
+        closing: list[Event] = []
+        for chain in self._chains:
+            closing.extend(chain.finish())
+        closing.sort(key=_event_order)
+        reason = "stopped" if stop.is_set() else "end of stream"
+        closing.append(self._status_event(StatusChange("ended", reason)))
+        self._publish(closing)
+
+    def _build_chains(self) -> None:
+        """One chain per channel, once the source knows its rate (a device may open late)."""
+        source = self.source
+        rate = self.config.analysis_sample_rate
+        self._chains = [
+            ChannelChain(c, source.sample_rate, rate, self.config.detectors)
+            for c in range(source.channels)
+        ]
+        logger.info(
+            "source %s: %d Hz x %d channels -> %d Hz",
+            source.name,
+            source.sample_rate,
+            source.channels,
+            rate,
+        )
+
+    def _process(self, frames: Frames) -> list[Event]:
+        started = time.perf_counter()
+        name = self.source.name
+        if not self._chains:
+            self._build_chains()
+            # Map the sample clock to wall time once: the first frame was captured one block ago.
+            self._clock.anchor(
+                datetime.now(UTC) - timedelta(seconds=len(frames) / self.source.sample_rate)
+            )
+        if not np.isfinite(frames).all():
+            bad = int(np.count_nonzero(~np.isfinite(frames)))
+            self._metrics.invalid_samples.labels(name).inc(bad)
+            frames = np.nan_to_num(frames, nan=0.0, posinf=0.0, neginf=0.0)
+        events: list[Event] = []
+        for chain in self._chains:
+            events.extend(chain.push(frames[:, chain.channel]))
+        if len(self._chains) > 1:
+            events.sort(key=_event_order)
+        events.extend(self._heartbeats())
+        self._metrics.frames.labels(name).inc(len(frames))
+        self._sync_loss_counters()
+        self._metrics.block_seconds.labels(name).observe(time.perf_counter() - started)
+        return events
+
+    def _sync_loss_counters(self) -> None:
+        """Carry the source's own loss counters into the metrics."""
+        src = self.source
+        if src.overflows != self._overflows_seen:
+            self._metrics.overflows.labels(src.name).inc(src.overflows - self._overflows_seen)
+            self._overflows_seen = src.overflows
+        if src.dropped_blocks != self._dropped_seen:
+            self._metrics.dropped_blocks.labels(src.name).inc(
+                src.dropped_blocks - self._dropped_seen
+            )
+            self._dropped_seen = src.dropped_blocks
+
+    def _heartbeats(self) -> list[Event]:
+        t = self.t
+        if t < self._next_heartbeat:
+            return []
+        self._next_heartbeat = t + self.config.heartbeat_s
+        uptime = time.monotonic() - _PROCESS_START
+        return [Heartbeat(channel=None, t_start=t, t_end=t, uptime_s=uptime)]
+
+    def _on_status(self, change: StatusChange) -> list[Event]:
+        events: list[Event] = []
+        if change.state == "lost":
+            for chain in self._chains:
+                events.extend(chain.interrupt())
+        elif change.state == "recovered":
+            for chain in self._chains:
+                events.extend(chain.jump(change.gap_s))
+        events.append(self._status_event(change))
+        return events
+
+    def _status_event(self, change: StatusChange) -> SourceStatus:
+        self.state = change.state
+        self.message = change.message
+        up = change.state in ("running", "recovered", "overrun")
+        self._metrics.source_up.labels(self.source.name).set(int(up))
+        log = logger.warning if change.state in ("lost", "overrun", "error") else logger.info
+        log("source %s: %s %s", self.source.name, change.state, change.message)
+        return SourceStatus(
+            channel=None,
+            t_start=self.t,
+            t_end=self.t,
+            state=change.state,
+            message=change.message,
+            overflows=self.source.overflows,
+        )
+
+    def _publish(self, events: list[Event]) -> None:
+        if not events:
+            return
+        stamped: list[Event] = []
+        for event in events:
+            self._seq += 1
+            stamped.append(
+                stamp(
+                    event,
+                    installation_id=self.config.installation_id,
+                    source=self.source.name,
+                    seq=self._seq,
+                    wall_time=self._clock.wall_time(event.t_start),
+                )
+            )
+        self._emit(stamped)
