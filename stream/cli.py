@@ -220,6 +220,9 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from stream.analyze import analyze_file
 
     config = load_pipeline_config(args.config or settings.HERITAGE_CONFIG)
+    if settings.LOG_LEVEL != "DEBUG":
+        # A batch command: its problems are its exit code and one line on stderr.
+        logging.getLogger().setLevel(logging.CRITICAL)
     documents: list[dict[str, Any]] = []
     for path in args.files:
         documents.append(analyze_file(path, config, progress=_ProgressBar(path.name)))

@@ -40,19 +40,24 @@ class ChannelChain:
     """Resampler, windowers and detectors of one channel, with its sample position."""
 
     def __init__(
-        self, channel: int, in_rate: int, out_rate: int, detectors: Sequence[AnyDetectorConfig]
+        self,
+        channel: int,
+        in_rate: int,
+        out_rate: int,
+        detectors: Sequence[AnyDetectorConfig],
+        position: int = 0,
     ) -> None:
         self.channel = channel
         self.rate = out_rate
-        self.position = 0  # analysis samples since stream start
+        self.position = position  # analysis samples since stream start
         self._resampler = Resampler(in_rate, out_rate)
         self._stages: list[tuple[Windower, Detector]] = []
         for config in detectors:
             detector = build_detector(config, channel, out_rate)
             window, hop = detector.window_samples()
-            self._stages.append(
-                (Windower(window, hop, channel=channel, sample_rate=out_rate), detector)
-            )
+            windower = Windower(window, hop, channel=channel, sample_rate=out_rate)
+            windower.reset(position)
+            self._stages.append((windower, detector))
 
     @property
     def t(self) -> float:
@@ -116,11 +121,12 @@ class SourceRunner:
         self._next_heartbeat = config.heartbeat_s
         self._overflows_seen = 0
         self._dropped_seen = 0
+        self._gap_before_start_s = 0.0
 
     @property
     def t(self) -> float:
         """Stream seconds analysed so far."""
-        return self._chains[0].t if self._chains else 0.0
+        return self._chains[0].t if self._chains else self._gap_before_start_s
 
     def status(self) -> dict[str, Any]:
         """The source's state for ``/health``."""
@@ -141,7 +147,6 @@ class SourceRunner:
         try:
             self._run(stop)
         except SourceError as exc:
-            logger.error("source %s: %s", name, exc)
             self._publish([self._status_event(StatusChange("error", str(exc)))])
         except Exception as exc:
             logger.exception("source %s: pipeline failed", name)
@@ -171,8 +176,10 @@ class SourceRunner:
         """One chain per channel, once the source knows its rate (a device may open late)."""
         source = self.source
         rate = self.config.analysis_sample_rate
+        # Audio lost before the first block still counts on the stream clock.
+        start = round(self._gap_before_start_s * rate)
         self._chains = [
-            ChannelChain(c, source.sample_rate, rate, self.config.detectors)
+            ChannelChain(c, source.sample_rate, rate, self.config.detectors, position=start)
             for c in range(source.channels)
         ]
         logger.info(
@@ -220,12 +227,14 @@ class SourceRunner:
             self._dropped_seen = src.dropped_blocks
 
     def _heartbeats(self) -> list[Event]:
-        t = self.t
-        if t < self._next_heartbeat:
-            return []
-        self._next_heartbeat = t + self.config.heartbeat_s
-        uptime = time.monotonic() - _PROCESS_START
-        return [Heartbeat(channel=None, t_start=t, t_end=t, uptime_s=uptime)]
+        """Heartbeats at exact multiples of ``heartbeat_s`` stream seconds."""
+        events: list[Event] = []
+        while self.t >= self._next_heartbeat:
+            t = self._next_heartbeat
+            self._next_heartbeat += self.config.heartbeat_s
+            uptime = time.monotonic() - _PROCESS_START
+            events.append(Heartbeat(channel=None, t_start=t, t_end=t, uptime_s=uptime))
+        return events
 
     def _on_status(self, change: StatusChange) -> list[Event]:
         events: list[Event] = []
@@ -233,6 +242,8 @@ class SourceRunner:
             for chain in self._chains:
                 events.extend(chain.interrupt())
         elif change.state == "recovered":
+            if not self._chains:
+                self._gap_before_start_s += change.gap_s
             for chain in self._chains:
                 events.extend(chain.jump(change.gap_s))
         events.append(self._status_event(change))
@@ -243,7 +254,9 @@ class SourceRunner:
         self.message = change.message
         up = change.state in ("running", "recovered", "overrun")
         self._metrics.source_up.labels(self.source.name).set(int(up))
-        log = logger.warning if change.state in ("lost", "overrun", "error") else logger.info
+        log = {"error": logger.error, "lost": logger.warning, "overrun": logger.warning}.get(
+            change.state, logger.info
+        )
         log("source %s: %s %s", self.source.name, change.state, change.message)
         return SourceStatus(
             channel=None,

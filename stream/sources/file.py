@@ -113,18 +113,25 @@ class FileSource(Source):
     def items(self, stop: threading.Event) -> Iterator[SourceItem]:
         path = self.config.path
         try:
-            with sf.SoundFile(str(path)) as f:
-                yield StatusChange("running", f"reading {path.name}")
-                yield from self._blocks(f, stop)
+            f = sf.SoundFile(str(path))
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             raise SourceError(describe_decode_error(path, exc)) from None
+        with f:
+            yield StatusChange("running", f"reading {path.name}")
+            yield from self._blocks(f, stop)
 
     def _blocks(self, f: sf.SoundFile, stop: threading.Event) -> Iterator[Block]:
         rate = f.samplerate
         frames_done = 0
         started = time.monotonic()
         while not stop.is_set():
-            data = f.read(self.config.block_size, dtype="float32", always_2d=True)
+            try:
+                data = f.read(self.config.block_size, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise SourceError(
+                    f"{self.config.path}: cannot decode as audio after {frames_done / rate:.1f} s "
+                    f"(truncated or corrupt: {exc})"
+                ) from None
             if len(data) == 0:
                 if not self.config.loop or frames_done == 0:
                     return

@@ -1,0 +1,107 @@
+"""Shared fixtures: committed audio with its truth, and helpers to run the pipeline."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.pipeline import PipelineConfig
+from sinks.metrics import Metrics
+from stream.events import Event
+from stream.pipeline import SourceRunner
+from stream.sources import FileSource, FileSourceConfig
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def truth(name: str) -> dict[str, Any]:
+    """The truth JSON committed beside a fixture."""
+    data: dict[str, Any] = json.loads((DATA / name).with_suffix(".json").read_text())
+    return data
+
+
+def run_file(
+    path: Path, config: PipelineConfig | None = None, block_size: int = 1024
+) -> list[Event]:
+    """All events the pipeline emits for ``path``, analysed as fast as possible."""
+    source = FileSource(FileSourceConfig(path=path, realtime=False, block_size=block_size))
+    events: list[Event] = []
+    SourceRunner(source, config or PipelineConfig(), events.extend, Metrics()).run(
+        threading.Event()
+    )
+    return events
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Directory for screenshots and logs kept after the run."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def pulse_server() -> None:
+    """A running PulseAudio server (started here if needed; CI runs as root)."""
+    if shutil.which("pulseaudio") is None:
+        pytest.fail("pulseaudio is not installed: apt install pulseaudio pulseaudio-utils")
+    if subprocess.run(["pulseaudio", "--check"], check=False).returncode != 0:
+        subprocess.run(
+            ["pulseaudio", "-D", "--exit-idle-time=-1", "--disallow-exit", "--log-target=stderr"],
+            check=True,
+            capture_output=True,
+        )
+        for _ in range(50):
+            if subprocess.run(["pactl", "info"], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+
+
+class NullSink:
+    """A PulseAudio null sink; capture its ``.monitor`` to hear what is played into it."""
+
+    def __init__(self) -> None:
+        self.name = f"ha_test_{uuid.uuid4().hex[:8]}"
+        self.module: str | None = None
+
+    @property
+    def monitor(self) -> str:
+        return f"{self.name}.monitor"
+
+    def load(self) -> None:
+        self.module = subprocess.run(
+            ["pactl", "load-module", "module-null-sink", f"sink_name={self.name}",
+             "rate=48000", "channels=1"],
+            check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
+
+    def unload(self) -> None:
+        if self.module is not None:
+            subprocess.run(["pactl", "unload-module", self.module], check=True)
+            self.module = None
+
+    def play(self, path: Path) -> None:
+        """Play a file into the sink, returning when it has been played."""
+        self.start_playing(path).wait(timeout=120)
+
+    def start_playing(self, path: Path) -> subprocess.Popen[bytes]:
+        """Start playing a file into the sink (20 ms latency: an idle sink starts late)."""
+        return subprocess.Popen(["paplay", "--latency-msec=20", f"--device={self.name}", str(path)])
+
+
+@pytest.fixture
+def null_sink(pulse_server: None) -> Iterator[NullSink]:
+    sink = NullSink()
+    sink.load()
+    yield sink
+    sink.unload()

@@ -1,0 +1,103 @@
+"""The command line as a user runs it: a subprocess, its exit code, stdout and stderr."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stream.cli import build_parser
+from tests.conftest import DATA, truth
+
+CLI = [sys.executable, "-m", "stream.cli"]
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+
+
+def test_analyze_writes_the_result_document_with_voice_activity(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    proc = _run("analyze", str(DATA / "vad_clean.flac"), "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    info = doc["audio_info"]
+    expected = truth("vad_clean.flac")
+    assert info["duration"] == pytest.approx(expected["duration"], abs=0.01)
+    assert (info["sample_rate"], info["channels"], info["bit_depth"], info["format"]) == (
+        16000, 1, 16, "FLAC"
+    )  # fmt: skip
+    assert len(info["sha256"]) == 64
+    segments = doc["results"]["voice_activity"]["segments"]
+    assert len(segments) == len(expected["speech"])
+    for got, (start, end) in zip(segments, expected["speech"], strict=True):
+        assert got["start"] == pytest.approx(start, abs=0.15)
+        assert got["end"] == pytest.approx(end, abs=0.3)
+    assert doc["provenance"]["models"]["vad"].startswith("webrtcvad")
+
+
+def test_analyze_to_stdout_and_several_files() -> None:
+    proc = _run("analyze", str(DATA / "vad_silence.flac"), str(DATA / "vad_clean.flac"))
+    assert proc.returncode == 0, proc.stderr
+    docs = json.loads(proc.stdout)
+    assert [d["results"]["voice_activity"]["speech_ratio"] == 0 for d in docs] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("empty.wav", "file is empty"),
+        ("corrupt.wav", "cannot decode as audio"),
+        ("not_audio.wav", "cannot decode as audio"),
+        ("truncated.flac", "cannot decode as audio"),
+        ("absent.flac", "no such file"),
+    ],
+)
+def test_unreadable_input_exits_non_zero_with_one_line(name: str, reason: str) -> None:
+    proc = _run("analyze", str(DATA / name))
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("heritage-audio: error: ")
+    assert reason in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_with_an_unreadable_file_fails_before_serving() -> None:
+    proc = _run("run", "--file", str(DATA / "corrupt.wav"), "--port", "1")
+    assert proc.returncode == 1
+    assert "cannot decode as audio" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_absurd_config_values_exit_with_ex_config(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[[detectors]]\ntype = 'vad'\nmin_speech_ms = -5\n")
+    proc = _run("analyze", str(DATA / "vad_clean.flac"), "--config", str(config))
+    assert proc.returncode == 78
+    assert "detectors.0.vad.min_speech_ms" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_production_without_secrets_refuses_to_start() -> None:
+    env = {"ENVIRONMENT": "production", "PATH": "/usr/bin:/bin"}
+    proc = _run("analyze", str(DATA / "vad_clean.flac"), env=env)
+    assert proc.returncode == 78
+    assert "requires SECRET_KEY and DB_PASSWORD to be set" in proc.stderr
+
+
+def test_help_lists_exactly_the_commands_that_exist() -> None:
+    proc = _run("--help")
+    assert proc.returncode == 0
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(commands) == {"run", "daemon", "devices", "analyze"}
+    for command in commands:
+        assert command in proc.stdout
+        sub = _run(command, "--help")
+        assert sub.returncode == 0
+        assert f"usage: heritage-audio {command}" in sub.stdout
