@@ -29,13 +29,13 @@ class VadConfig(DetectorConfig):
     )
     frame_ms: Literal[10, 20, 30] = Field(30, description="VAD frame length in milliseconds.")
     min_speech_ms: int = Field(
-        120, ge=10, le=2000, description="Consecutive voiced audio needed to start a segment."
+        90, ge=10, le=2000, description="Consecutive voiced audio needed to start a segment."
     )
     min_silence_ms: int = Field(
-        300, ge=10, le=5000, description="Consecutive unvoiced audio needed to end a segment."
+        250, ge=10, le=5000, description="Consecutive unvoiced audio needed to end a segment."
     )
     hangover_ms: int = Field(
-        150, ge=0, le=2000, description="Padding added after the last voiced frame of a segment."
+        50, ge=0, le=2000, description="Padding added after the last voiced frame of a segment."
     )
     energy_floor_dbfs: float = Field(
         -55.0, ge=-120, le=0, description="Frames quieter than this are never speech."

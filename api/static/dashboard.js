@@ -190,6 +190,7 @@ function setSpeech(card, on) {
 }
 
 function showStatus(card, status) {
+  card.status = status.state;
   const { state, stateMsg } = card.el;
   const warn = WARN_STATES.has(status.state);
   state.textContent = status.state;
@@ -235,7 +236,11 @@ const HANDLERS = {
     addSegment(card.categorySegs, num(ev.t_start), num(ev.t_end), label, color);
   },
   "source.status": showStatus,
-  heartbeat() {}, // only advances the stream clock
+  // Heartbeats flow only while audio does: a screen that connected after the
+  // source's last status change can still show it as running.
+  heartbeat(card) {
+    if (!card.status) showStatus(card, { state: "running", message: "" });
+  },
 };
 
 function handleMessage(data) {
