@@ -17,6 +17,7 @@ import soundfile as sf
 
 from config.pipeline import PipelineConfig
 from detectors import VadConfig
+from detectors.vad import vad_provenance
 from sinks.metrics import Metrics
 from stream.events import Event, SpeechEnded
 from stream.pipeline import SourceRunner
@@ -99,7 +100,11 @@ def analyze_file(
         "results": {"voice_activity": voice_activity(events, info["duration"])},
         "provenance": {
             "software_version": version("heritage-audio"),
-            "models": {"vad": f"webrtcvad-wheels {version('webrtcvad-wheels')}"},
+            "models": {
+                "vad": vad_provenance(
+                    next((d for d in config.detectors if isinstance(d, VadConfig)), VadConfig())
+                )
+            },
             "parameters": {
                 "analysis_sample_rate": config.analysis_sample_rate,
                 "detectors": [d.model_dump() for d in config.detectors],

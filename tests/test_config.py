@@ -126,3 +126,9 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PORT", "eighty")
     with pytest.raises(ConfigError, match="environment: PORT: "):
         load_settings()
+
+
+def test_the_annotated_example_config_is_valid() -> None:
+    config = load_pipeline_config(Path(__file__).parent.parent / "config" / "example.toml")
+    assert config.installation_id == "maxxi-sala-1"
+    assert [d.type for d in config.detectors] == ["vad", "level"]

@@ -1,0 +1,48 @@
+# Two commands on a fresh machine:
+#   make run    install into .venv and start the demo (dashboard on http://localhost:8000/)
+#   make test   install system packages and .venv, then lint, type-check and test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test install install-dev system-deps lint bench fixtures clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.runtime
+
+install-dev: $(VENV)/.dev
+
+run: install
+	@echo "heritage-audio demo: open http://localhost:$(PORT)/ (Ctrl-C to stop)"
+	$(BIN)/heritage-audio run --demo --host $(HOST) --port $(PORT)
+
+system-deps:
+	bash tools/install-system-deps.sh
+
+lint: install-dev
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: system-deps install-dev lint
+	$(BIN)/pytest
+
+bench: install-dev
+	$(BIN)/python bench/stream_cost.py
+
+fixtures: install-dev
+	$(BIN)/python tools/make_fixtures.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache test-artifacts
