@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import health, live
 from config.settings import Settings
+from config.version import VERSION
 from stream.runtime import Runtime
 
 STATIC_DIR = Path(str(resources.files("api") / "static"))
@@ -32,7 +33,7 @@ def create_app(settings: Settings, runtime: Runtime) -> FastAPI:
 
     app = FastAPI(
         title="heritage-audio",
-        version=health.VERSION,
+        version=VERSION,
         lifespan=lifespan,
         docs_url="/docs" if settings.ENVIRONMENT != "production" else None,
     )

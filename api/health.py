@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,12 +11,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from config.settings import Settings
+from config.version import VERSION
 from stream.runtime import Runtime
-
-try:
-    VERSION = version("heritage-audio")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    VERSION = "0.0.0+source"
 
 router = APIRouter(tags=["operations"])
 

@@ -9,13 +9,13 @@ import hashlib
 import threading
 import uuid
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import soundfile as sf
 
 from config.pipeline import PipelineConfig
+from config.version import VERSION
 from detectors import VadConfig
 from detectors.vad import vad_provenance
 from sinks.metrics import Metrics
@@ -99,7 +99,7 @@ def analyze_file(
         "audio_info": info,
         "results": {"voice_activity": voice_activity(events, info["duration"])},
         "provenance": {
-            "software_version": version("heritage-audio"),
+            "software_version": VERSION,
             "models": {
                 "vad": vad_provenance(
                     next((d for d in config.detectors if isinstance(d, VadConfig)), VadConfig())

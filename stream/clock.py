@@ -11,13 +11,8 @@ class SampleClock:
     def __init__(self) -> None:
         self._anchor: datetime | None = None
 
-    def anchor(self, wall_time_of_first_sample: datetime | None = None) -> None:
-        """Fix the wall time of stream second 0 (once; later calls are ignored)."""
-        if self._anchor is None:
-            self._anchor = wall_time_of_first_sample or datetime.now(UTC)
-
     def wall_time(self, t: float) -> datetime:
-        """Wall time of stream second ``t``."""
+        """Wall time of stream second ``t``; the first call maps stream second 0 to now."""
         anchor = self._anchor
         if anchor is None:
             anchor = self._anchor = datetime.now(UTC)

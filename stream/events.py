@@ -9,21 +9,13 @@ event leaves the process (see :func:`stamp`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 """Bumped on any incompatible change of an event's fields."""
 
-HERITAGE_CATEGORIES = (
-    "folk_music",
-    "classical_music",
-    "opera",
-    "spoken_word",
-    "historical_speech",
-    "religious_chant",
-)
 HeritageCategory = Literal[
     "folk_music",
     "classical_music",
@@ -32,6 +24,8 @@ HeritageCategory = Literal[
     "historical_speech",
     "religious_chant",
 ]
+
+HERITAGE_CATEGORIES: tuple[str, ...] = get_args(HeritageCategory)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

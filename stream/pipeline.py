@@ -11,7 +11,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -115,6 +114,7 @@ class SourceRunner:
         self.done = threading.Event()
         self._emit = emit
         self._metrics = metrics
+        # Anchored by the first event: the source's "running" status, as capture starts.
         self._clock = SampleClock()
         self._chains: list[ChannelChain] = []
         self._seq = 0
@@ -195,10 +195,6 @@ class SourceRunner:
         name = self.source.name
         if not self._chains:
             self._build_chains()
-            # Map the sample clock to wall time once: the first frame was captured one block ago.
-            self._clock.anchor(
-                datetime.now(UTC) - timedelta(seconds=len(frames) / self.source.sample_rate)
-            )
         if not np.isfinite(frames).all():
             bad = int(np.count_nonzero(~np.isfinite(frames)))
             self._metrics.invalid_samples.labels(name).inc(bad)

@@ -85,7 +85,10 @@ def test_nan_samples_are_replaced_by_silence_and_counted(tmp_path: Path) -> None
     events: list[Any] = []
     source = FileSource(FileSourceConfig(path=path, realtime=False))
     SourceRunner(source, PipelineConfig(), events.extend, metrics).run(threading.Event())
-    assert metrics.invalid_samples.labels("file")._value.get() == 2001
+    invalid = metrics.registry.get_sample_value(
+        "heritage_invalid_samples_total", {"source": "file"}
+    )
+    assert invalid == 2001
     levels = [e for e in events if e.type == "level"]
     assert len(levels) == 10
     assert all(e.rms_dbfs == -120.0 for e in levels)
