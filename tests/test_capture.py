@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,3 +99,13 @@ def test_a_lost_device_is_reported_and_capture_resumes_when_it_returns(
     assert after["t_start"] > recovered["t_start"]
     seqs = [e["seq"] for e in daemon.events]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no event lost"
+
+
+def test_devices_lists_the_capture_devices(null_sink: NullSink) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "devices"], capture_output=True, text=True,
+        timeout=30, check=True,
+    )  # fmt: skip
+    header, *rows = proc.stdout.splitlines()
+    assert header.split()[:3] == ["index", "channels", "rate"]
+    assert any(row.split()[-1] == "pulse" for row in rows), proc.stdout

@@ -1,11 +1,14 @@
 """The command line as a user runs it: a subprocess, its exit code, stdout and stderr."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from stream.cli import build_parser
 from tests.conftest import DATA, truth
@@ -101,3 +104,44 @@ def test_help_lists_exactly_the_commands_that_exist() -> None:
         sub = _run(command, "--help")
         assert sub.returncode == 0
         assert f"usage: heritage-audio {command}" in sub.stdout
+
+
+@pytest.mark.parametrize(
+    ("suffix", "subtype", "fmt"),
+    [(".ogg", "VORBIS", "OGG"), (".mp3", "MPEG_LAYER_III", "MP3"), (".wav", "PCM_24", "WAV")],
+)
+def test_analyze_reads_other_containers(
+    tmp_path: Path, suffix: str, subtype: str, fmt: str
+) -> None:
+    audio, rate = sf.read(DATA / "vad_clean.flac", dtype="float32")
+    path = tmp_path / f"clean{suffix}"
+    sf.write(path, np.stack([audio, audio], axis=1), rate, subtype)
+    proc = _run("analyze", str(path))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["audio_info"]["format"] == fmt
+    assert doc["audio_info"]["channels"] == 2
+    assert len(doc["results"]["voice_activity"]["segments"]) == len(
+        truth("vad_clean.flac")["speech"]
+    )
+
+
+def test_a_missing_portaudio_library_names_the_package(tmp_path: Path) -> None:
+    # sounddevice raises OSError at import when libportaudio is absent; make the import fail
+    # that way for one subprocess, since the real library is installed on this machine.
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class NoPortAudio:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'sounddevice':\n"
+        "            raise OSError('PortAudio library not found')\n"
+        "sys.meta_path.insert(0, NoPortAudio())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{os.environ.get('PYTHONPATH', '')}"}
+    for args in (("devices",), ("daemon", "--device", "0")):
+        proc = _run(*args, env=env)
+        assert proc.returncode == 1
+        assert proc.stderr.strip() == (
+            "heritage-audio: error: PortAudio library not found: install it "
+            "(Debian/Ubuntu: apt install libportaudio2; Fedora: dnf install portaudio)"
+        )
