@@ -15,10 +15,17 @@ class Sink(ABC):
     """Delivers events somewhere; fed by its own bounded subscription on the bus."""
 
     name: str
+    batch_size: int = 1
+    """Most events handed to :meth:`publish_many` at once."""
 
     @abstractmethod
     async def publish(self, item: Published) -> None:
         """Deliver one event (already serialized in ``item.json``)."""
+
+    async def publish_many(self, items: list[Published]) -> None:
+        """Deliver events in order; sinks that can batch (a pipeline, a spool) override this."""
+        for item in items:
+            await self.publish(item)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most sinks hold nothing
         """Release resources after the last event."""
@@ -33,12 +40,12 @@ async def pump(sink: Sink, subscription: Subscription, metrics: Metrics) -> None
     depth = metrics.queue_depth.labels(sink.name)
     errors = metrics.sink_errors.labels(sink.name)
     try:
-        while (item := await subscription.get()) is not None:
+        while items := await subscription.get_batch(sink.batch_size):
             depth.set(len(subscription))
             try:
-                await sink.publish(item)
+                await sink.publish_many(items)
             except Exception:
                 errors.inc()
-                logger.exception("sink %s: delivery of %s failed", sink.name, item.event.type)
+                logger.exception("sink %s: delivery of %d event(s) failed", sink.name, len(items))
     finally:
         await sink.close()

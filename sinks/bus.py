@@ -63,6 +63,16 @@ class Subscription:
             await self._ready.wait()
         return self._items.popleft()
 
+    async def get_batch(self, max_items: int) -> list[Published]:
+        """Wait for at least one item, then take up to ``max_items``; ``[]`` at the end."""
+        first = await self.get()
+        if first is None:
+            return []
+        batch = [first]
+        while self._items and len(batch) < max_items:
+            batch.append(self._items.popleft())
+        return batch
+
 
 class EventBus:
     """Publishes events to every current subscription."""

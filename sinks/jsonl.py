@@ -8,6 +8,7 @@ from typing import Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
 
@@ -19,6 +20,11 @@ class JsonlSinkConfig(BaseModel):
 
     type: Literal["jsonl"] = "jsonl"
     path: str = Field("-", min_length=1, description='File to append to, or "-" for stdout.')
+
+    def build(self, settings: Settings) -> Sink:
+        """The sink this entry describes."""
+        del settings
+        return JsonlSink(self)
 
 
 class JsonlSink(Sink):

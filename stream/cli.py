@@ -126,7 +126,7 @@ async def _serve(settings: Settings, config: PipelineConfig, host: str, port: in
     from api.app import create_app
     from stream.runtime import Runtime
 
-    runtime = Runtime(config)
+    runtime = Runtime(config, settings)
     app = create_app(settings, runtime)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_config=None, ws_ping_interval=20)
@@ -149,10 +149,10 @@ async def _serve(settings: Settings, config: PipelineConfig, host: str, port: in
     return EXIT_FAILURE if any(r.state == "error" for r in runtime.runners) else 0
 
 
-async def _daemon(config: PipelineConfig) -> int:
+async def _daemon(settings: Settings, config: PipelineConfig) -> int:
     from stream.runtime import Runtime
 
-    runtime = Runtime(config)
+    runtime = Runtime(config, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -180,7 +180,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_daemon(args: argparse.Namespace, settings: Settings) -> int:
     config = _pipeline_config(args, settings)
     _check_sources(config)
-    return asyncio.run(_daemon(config))
+    return asyncio.run(_daemon(settings, config))
 
 
 def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:

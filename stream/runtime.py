@@ -12,10 +12,10 @@ import threading
 import time
 from typing import Any
 
-from config.pipeline import AnySinkConfig, PipelineConfig
-from sinks.base import Sink, pump
+from config.pipeline import PipelineConfig
+from config.settings import Settings
+from sinks.base import pump
 from sinks.bus import EventBus
-from sinks.jsonl import JsonlSink
 from sinks.metrics import Metrics
 from stream.events import Event
 from stream.pipeline import SourceRunner
@@ -24,16 +24,14 @@ from stream.sources import build_source
 logger = logging.getLogger(__name__)
 
 
-def build_sink(config: AnySinkConfig) -> Sink:
-    """The sink a config entry describes."""
-    return JsonlSink(config)
-
-
 class Runtime:
     """Sources, detectors, bus and sinks of one process."""
 
-    def __init__(self, config: PipelineConfig, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, config: PipelineConfig, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self.config = config
+        self.settings = settings
         self.metrics = metrics or Metrics()
         self.bus = EventBus(self.metrics)
         self.started_at = time.monotonic()
@@ -50,7 +48,7 @@ class Runtime:
         """Start sinks first (so no event is missed), then the source threads."""
         self._loop = asyncio.get_running_loop()
         for sink_config in self.config.sinks:
-            sink = build_sink(sink_config)
+            sink = sink_config.build(self.settings)
             subscription = self.bus.subscribe(sink.name, self.config.queues.sink_events)
             self._sink_tasks.append(asyncio.create_task(pump(sink, subscription, self.metrics)))
         for runner in self.runners:

@@ -56,3 +56,17 @@ def test_a_waiting_reader_wakes_on_publish() -> None:
         assert item.event.t_start == 5
 
     asyncio.run(scenario())
+
+
+def test_batches_take_what_is_queued_up_to_the_limit_in_order() -> None:
+    async def scenario() -> None:
+        bus = EventBus(Metrics())
+        sub = bus.subscribe("x", maxsize=100)
+        bus.publish([_level(i) for i in range(5)])
+        first = await sub.get_batch(3)
+        second = await sub.get_batch(3)
+        assert [p.event.t_start for p in first + second] == [0, 1, 2, 3, 4]
+        bus.close()
+        assert await sub.get_batch(3) == []
+
+    asyncio.run(scenario())
