@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
+from sinks.metrics import Metrics
 
 
 class JsonlSinkConfig(BaseModel):
@@ -21,9 +22,9 @@ class JsonlSinkConfig(BaseModel):
     type: Literal["jsonl"] = "jsonl"
     path: str = Field("-", min_length=1, description='File to append to, or "-" for stdout.')
 
-    def build(self, settings: Settings) -> Sink:
+    def build(self, settings: Settings, metrics: Metrics) -> Sink:
         """The sink this entry describes."""
-        del settings
+        del settings, metrics
         return JsonlSink(self)
 
 

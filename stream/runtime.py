@@ -48,7 +48,7 @@ class Runtime:
         """Start sinks first (so no event is missed), then the source threads."""
         self._loop = asyncio.get_running_loop()
         for sink_config in self.config.sinks:
-            sink = sink_config.build(self.settings)
+            sink = sink_config.build(self.settings, self.metrics)
             subscription = self.bus.subscribe(sink.name, self.config.queues.sink_events)
             self._sink_tasks.append(asyncio.create_task(pump(sink, subscription, self.metrics)))
         for runner in self.runners:
