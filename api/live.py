@@ -1,47 +1,116 @@
-"""``WS /ws/events``: live events as JSON text messages, one event per message."""
+"""``WS /ws/events``: live events as JSON text messages, one event per message.
+
+Protocol:
+- Filters in the query string: ``installation``, ``source``, ``channel``, ``types``
+  (comma-separated; ``types`` takes ``speech.*`` prefixes). Or, at any time, a
+  message ``{"action": "subscribe", "source": [...], "types": [...], ...}`` that
+  replaces the filter.
+- On connect (and after each subscribe) the client first receives a snapshot:
+  the latest retained event per source and channel (status, speech state,
+  speaker, category, level), then live events as they happen.
+- Each client has a bounded queue; a client that cannot keep up loses its
+  oldest events (counted), never slowing the others.
+- Close codes: 1000 the stream ended; 1007 a message that is not JSON;
+  1008 an invalid filter or action (the reason names it); 1012 server restart.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
 
+from sinks.bus import Subscription
+from sinks.hub import EventFilter, FilterError
 from stream.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
+CLOSE_NORMAL = 1000
+CLOSE_INVALID_PAYLOAD = 1007
+CLOSE_POLICY = 1008
+
+
+class ProtocolError(Exception):
+    """The client broke the protocol; carries the close code and reason."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason[:120]  # a close reason must fit in 123 bytes
+
+
+def _filter_message(text: str) -> EventFilter:
+    try:
+        message: Any = json.loads(text)
+    except json.JSONDecodeError:
+        raise ProtocolError(CLOSE_INVALID_PAYLOAD, "messages must be JSON") from None
+    if not isinstance(message, dict) or message.get("action") != "subscribe":
+        raise ProtocolError(CLOSE_POLICY, 'expected {"action": "subscribe", ...}')
+    try:
+        return EventFilter.parse(message)
+    except FilterError as exc:
+        raise ProtocolError(CLOSE_POLICY, str(exc)) from None
+
+
+async def _read_filters(websocket: WebSocket, runtime: Runtime, sub: Subscription) -> None:
+    """Apply subscribe messages until the client leaves or breaks the protocol."""
+    while True:
+        accepts = _filter_message(await websocket.receive_text())
+        sub.restart(accepts, runtime.live.snapshot(accepts))
+
 
 @router.websocket("/ws/events")
 async def events(websocket: WebSocket) -> None:
-    """Stream every live event to the client until it leaves or the runtime stops."""
+    """Stream live events to one client until it leaves or the runtime stops."""
     runtime: Runtime = websocket.app.state.runtime
     await websocket.accept()
+    try:
+        accepts = EventFilter.parse(websocket.query_params)
+    except FilterError as exc:
+        await websocket.close(CLOSE_POLICY, str(exc)[:120])
+        return
     client = websocket.client
     name = f"ws:{client.host}:{client.port}" if client else "ws:unknown"
-    subscription = runtime.bus.subscribe(name, runtime.config.queues.client_events)
+    # Subscribe, then snapshot, with no await between: nothing is missed or doubled.
+    sub = runtime.bus.subscribe(name, runtime.config.queues.client_events, accepts, "websocket")
+    sub.restart(accepts, runtime.live.snapshot(accepts))
     runtime.metrics.ws_clients.inc()
+    reader = asyncio.create_task(_read_filters(websocket, runtime, sub))
 
-    async def watch_disconnect() -> None:
-        # The client sends nothing we need; reading is how a close is noticed.
-        try:
-            while True:
-                await websocket.receive_text()
-        except (WebSocketDisconnect, RuntimeError):
-            runtime.bus.unsubscribe(subscription)
+    def reader_done(task: asyncio.Task[None]) -> None:
+        # The client left or broke the protocol: end the send loop (it reads why).
+        if not task.cancelled():
+            task.exception()  # retrieved here, so asyncio does not log it as lost
+        runtime.bus.unsubscribe(sub)
 
-    watcher = asyncio.create_task(watch_disconnect())
+    reader.add_done_callback(reader_done)
     try:
-        while (item := await subscription.get()) is not None:
+        while (item := await sub.get()) is not None:
             await websocket.send_text(item.json)
-        if not watcher.done():  # the runtime ended: a normal close
-            await websocket.close(code=1000, reason="stream ended")
+        await _close_after(reader, websocket)
     except (WebSocketDisconnect, RuntimeError):
-        pass
+        pass  # the client went away mid-send
     finally:
-        watcher.cancel()
-        runtime.bus.unsubscribe(subscription)
+        reader.cancel()
+        runtime.bus.unsubscribe(sub)
         runtime.metrics.ws_clients.dec()
-        if subscription.dropped:
-            logger.info("%s: %d events dropped (slow client)", name, subscription.dropped)
+        if sub.dropped:
+            logger.info("%s: %d events dropped (slow client)", name, sub.dropped)
+
+
+async def _close_after(reader: asyncio.Task[None], websocket: WebSocket) -> None:
+    """The subscription ended: say why with the right close code."""
+    if websocket.application_state != WebSocketState.CONNECTED:
+        return
+    if not reader.done():  # the runtime stopped: the stream is over
+        await websocket.close(CLOSE_NORMAL, "stream ended")
+        return
+    error = None if reader.cancelled() else reader.exception()
+    if isinstance(error, ProtocolError):
+        await websocket.close(error.code, error.reason)

@@ -58,7 +58,7 @@ class PipelineConfig(_Strict):
     heartbeat_s: float = Field(
         5.0, gt=0, le=3600, description="Stream seconds between heartbeat events of a source."
     )
-    sources: list[AnySourceConfig] = Field(default_factory=_default_sources, min_length=1)
+    sources: list[AnySourceConfig] = Field(default_factory=_default_sources)
     detectors: list[AnyDetectorConfig] = Field(default_factory=_default_detectors)
     sinks: list[AnySinkConfig] = Field(default_factory=list)
     queues: QueueConfig = Field(default_factory=QueueConfig)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sinks.metrics import Metrics
@@ -28,25 +28,46 @@ class Published:
 
 
 class Subscription:
-    """A bounded queue of published events for one consumer; the oldest is dropped when full."""
+    """A bounded queue of published events for one consumer; the oldest is dropped when full.
 
-    def __init__(self, name: str, maxsize: int, metrics: Metrics) -> None:
+    ``accepts`` filters what is queued at all; ``label`` names the consumer in metrics
+    (shared by many short-lived clients, so Prometheus series stay bounded).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        maxsize: int,
+        metrics: Metrics,
+        accepts: Callable[[Event], bool] | None = None,
+        label: str | None = None,
+    ) -> None:
         self.name = name
         self.dropped = 0
+        self.accepts = accepts
         self._items: deque[Published] = deque(maxlen=maxsize)
         self._ready = asyncio.Event()
         self._closed = False
-        self._metrics = metrics
+        self._dropped_metric = metrics.sink_dropped.labels(label or name)
 
     def __len__(self) -> int:
         return len(self._items)
 
     def offer(self, item: Published) -> None:
-        """Queue ``item`` without waiting, dropping the oldest if full."""
+        """Queue ``item`` if accepted, without waiting, dropping the oldest if full."""
+        if self.accepts is not None and not self.accepts(item.event):
+            return
         if len(self._items) == self._items.maxlen:
             self.dropped += 1
-            self._metrics.sink_dropped.labels(self.name).inc()
+            self._dropped_metric.inc()
         self._items.append(item)
+        self._ready.set()
+
+    def restart(self, accepts: Callable[[Event], bool] | None, items: list[Published]) -> None:
+        """Take a new filter and start over from ``items`` (a snapshot), dropping the queue."""
+        self.accepts = accepts
+        self._items.clear()
+        self._items.extend(items)
         self._ready.set()
 
     def close(self) -> None:
@@ -80,10 +101,21 @@ class EventBus:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._subscriptions: set[Subscription] = set()
+        self._taps: list[Callable[[Published], None]] = []
 
-    def subscribe(self, name: str, maxsize: int) -> Subscription:
-        """A new bounded subscription receiving every event published from now on."""
-        subscription = Subscription(name, maxsize, self.metrics)
+    def add_tap(self, tap: Callable[[Published], None]) -> None:
+        """Call ``tap`` synchronously with every event, before any subscription sees it."""
+        self._taps.append(tap)
+
+    def subscribe(
+        self,
+        name: str,
+        maxsize: int,
+        accepts: Callable[[Event], bool] | None = None,
+        label: str | None = None,
+    ) -> Subscription:
+        """A new bounded subscription receiving every accepted event published from now on."""
+        subscription = Subscription(name, maxsize, self.metrics, accepts, label)
         self._subscriptions.add(subscription)
         return subscription
 
@@ -97,6 +129,8 @@ class EventBus:
         for event in events:
             item = Published(event, event.to_json())
             self.metrics.events.labels(event.type).inc()
+            for tap in self._taps:
+                tap(item)
             for subscription in self._subscriptions:
                 subscription.offer(item)
 

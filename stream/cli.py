@@ -116,6 +116,8 @@ def _pipeline_config(args: argparse.Namespace, settings: Settings) -> PipelineCo
 
 def _check_sources(config: PipelineConfig) -> None:
     """Fail fast, before serving anything, on a source that can never work (a bad file)."""
+    if not config.sources:
+        raise ConfigError("no sources configured: add [[sources]] or use --demo, --file, --device")
     for source_config in config.sources:
         build_source(source_config).open()
 

@@ -126,6 +126,13 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENT_TYPES: tuple[str, ...] = tuple(
+    model.model_fields["type"].default
+    for model in (
+        SpeechStarted, SpeechEnded, SpeakerTurn, HeritageClassified, Level, SourceStatus, Heartbeat
+    )
+)  # fmt: skip
+"""Every event ``type``, in the order of the union above."""
 
 
 def stamp(

@@ -16,6 +16,7 @@ from config.pipeline import PipelineConfig
 from config.settings import Settings
 from sinks.base import pump
 from sinks.bus import EventBus
+from sinks.hub import LiveState
 from sinks.metrics import Metrics
 from stream.events import Event
 from stream.pipeline import SourceRunner
@@ -34,9 +35,10 @@ class Runtime:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.bus = EventBus(self.metrics)
+        self.live = LiveState(self.bus)
         self.started_at = time.monotonic()
         self.runners = [
-            SourceRunner(build_source(c), config, self._emit, self.metrics) for c in config.sources
+            SourceRunner(build_source(c), config, self.emit, self.metrics) for c in config.sources
         ]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -94,8 +96,8 @@ class Runtime:
             ),
         )
 
-    def _emit(self, events: list[Event]) -> None:
-        """Called from source threads: hand events to the bus on the event loop."""
+    def emit(self, events: list[Event]) -> None:
+        """Hand events to the bus on the event loop; safe from any thread (source threads)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.bus.publish, events)

@@ -145,3 +145,11 @@ def test_a_missing_portaudio_library_names_the_package(tmp_path: Path) -> None:
             "heritage-audio: error: PortAudio library not found: install it "
             "(Debian/Ubuntu: apt install libportaudio2; Fedora: dnf install portaudio)"
         )
+
+
+def test_a_pipeline_without_sources_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "empty.toml"
+    config.write_text("sources = []\n")
+    proc = _run("daemon", "--config", str(config))
+    assert proc.returncode == 78
+    assert "no sources configured" in proc.stderr

@@ -42,6 +42,7 @@ class Server:
     url: str
     log: Path
     events: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
 
 
 @pytest.fixture
@@ -78,6 +79,7 @@ def _collect(server: Server) -> None:
     with connect(server.url.replace("http", "ws") + "/ws/events") as ws:
         for message in ws:
             server.events.append(json.loads(message))
+        server.close_code = ws.close_code
 
 
 def test_live_events_reach_websocket_clients_and_the_dashboard(
@@ -130,3 +132,4 @@ def test_live_events_reach_websocket_clients_and_the_dashboard(
     assert ended == pytest.approx([e for _, e in expected], abs=0.1)
     assert server.events[-1]["type"] == "source.status"
     assert server.events[-1]["state"] == "ended"
+    assert server.close_code == 1000, "the end of the stream is a normal closure"

@@ -37,7 +37,7 @@ function refs(root) {
 const ui = refs(document);
 
 const cards = new Map(); // "source\0channel" -> card
-const sources = new Map(); // source -> { now, lastSeq, status, cards: card[] }
+const sources = new Map(); // source -> { now, lastSeq, live, status, cards: card[] }
 const stats = { total: 0, lastSecond: 0, gaps: 0 };
 const dirty = new Set(); // cards to repaint on the next animation frame
 let frameRequested = false;
@@ -106,7 +106,7 @@ const resizer = new ResizeObserver((entries) => {
 function sourceOf(name) {
   let src = sources.get(name);
   if (!src) {
-    src = { now: 0, lastSeq: null, status: null, cards: [] };
+    src = { now: 0, lastSeq: null, live: false, status: null, cards: [] };
     sources.set(name, src);
   }
   return src;
@@ -190,7 +190,6 @@ function setSpeech(card, on) {
 }
 
 function showStatus(card, status) {
-  card.status = status.state;
   const { state, stateMsg } = card.el;
   const warn = WARN_STATES.has(status.state);
   state.textContent = status.state;
@@ -236,11 +235,7 @@ const HANDLERS = {
     addSegment(card.categorySegs, num(ev.t_start), num(ev.t_end), label, color);
   },
   "source.status": showStatus,
-  // Heartbeats flow only while audio does: a screen that connected after the
-  // source's last status change can still show it as running.
-  heartbeat(card) {
-    if (!card.status) showStatus(card, { state: "running", message: "" });
-  },
+  heartbeat() {}, // only advances the stream clock
 };
 
 function handleMessage(data) {
@@ -258,8 +253,12 @@ function handleMessage(data) {
 
   // seq is per source and strictly increasing across all types; a jump means
   // events were lost. A smaller seq means the producer restarted: follow it.
+  // A (re)connection starts with the hub's snapshot of retained events, whose
+  // seqs jump by design; heartbeats are never retained, so counting starts at
+  // the first heartbeat of each source after connecting.
+  if (ev.type === "heartbeat") src.live = true;
   if (Number.isInteger(ev.seq)) {
-    if (src.lastSeq !== null && ev.seq > src.lastSeq + 1) {
+    if (src.live && src.lastSeq !== null && ev.seq > src.lastSeq + 1) {
       stats.gaps += 1;
       ui.gaps.textContent = stats.gaps;
     }
@@ -411,6 +410,7 @@ function connect() {
   }
   ws.onopen = () => {
     backoffMs = BACKOFF_MIN_MS;
+    for (const src of sources.values()) src.live = false; // a snapshot comes first
     setConnection("connected");
     document.body.classList.remove("offline");
   };
