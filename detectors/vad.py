@@ -56,7 +56,7 @@ class VadConfig(DetectorConfig):
         90, ge=10, le=2000, description="Consecutive voiced audio needed to start a segment."
     )
     min_silence_ms: int = Field(
-        250, ge=10, le=5000, description="Consecutive unvoiced audio needed to end a segment."
+        150, ge=10, le=5000, description="Consecutive unvoiced audio needed to end a segment."
     )
     onset_pad_ms: int = Field(
         30, ge=0, le=500, description="Padding before the first voiced frame (soft onsets)."

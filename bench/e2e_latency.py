@@ -1,0 +1,117 @@
+"""Event latency from audio to a WebSocket client, with a source paced in real time.
+
+Runs ``heritage-audio run`` on a file paced as if live, in 20 ms blocks (what a
+capture device delivers at low latency), and connects a WebSocket client. For
+``speech.started`` the latency is receipt time minus the wall time of the onset
+(``wall_time`` is the sample clock mapped to wall time when capture started,
+so it is when that audio "happened"); for ``speech.ended``, receipt time minus
+the wall time of ``t_end``. Target (DESIGN.md): p95 <= 150 ms for both.
+
+The end of a segment cannot be known before the pause has lasted
+``min_silence_ms``: speech.ended latency is that minus ``hangover_ms`` plus
+delivery. The script measures the default and a low-latency setting.
+
+Usage: python bench/e2e_latency.py [--loops 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import soundfile as sf
+from websockets.sync.client import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ["vad_clean.flac", "vad_noise.flac", "vad_music.flac"]
+PROFILES = {
+    "default (min_silence 250 ms)": "",
+    "low latency (min_silence 150 ms)": "min_silence_ms = 150\n",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def build_input(folder: Path, loops: int) -> Path:
+    """The VAD fixtures back to back, ``loops`` times, after 2 s of silence."""
+    parts = [np.zeros(32000, np.float32)]
+    for _ in range(loops):
+        for name in FIXTURES:
+            audio, _ = sf.read(ROOT / "tests" / "data" / name, dtype="float32")
+            parts.append(audio)
+    path = folder / "input.flac"
+    sf.write(path, np.concatenate(parts), 16000)
+    return path
+
+
+def run_once(folder: Path, audio: Path, vad_options: str) -> dict[str, list[float]]:
+    """Latencies (ms) of speech.started and speech.ended for one run."""
+    config = folder / "pipeline.toml"
+    config.write_text(
+        f'[[sources]]\ntype = "file"\nname = "bench"\npath = "{audio}"\nblock_size = 320\n'
+        f'[[detectors]]\ntype = "vad"\n{vad_options}'
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "run", "--config", str(config),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stderr=subprocess.DEVNULL, cwd=ROOT,
+    )  # fmt: skip
+    latencies: dict[str, list[float]] = {"speech.started": [], "speech.ended": []}
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        with connect(f"ws://127.0.0.1:{port}/ws/events?types=speech.*") as ws:
+            for message in ws:
+                received = datetime.now(UTC)
+                event: dict[str, Any] = json.loads(message)
+                onset = datetime.fromisoformat(event["wall_time"])
+                at = onset + timedelta(seconds=event["t_end"] - event["t_start"])
+                audio_time = onset if event["type"] == "speech.started" else at
+                latencies[event["type"]].append((received - audio_time).total_seconds() * 1000)
+    finally:
+        server.wait(30)
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loops", type=int, default=2, help="passes over the fixtures")
+    args = parser.parse_args()
+    print(f"e2e_latency  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        audio = build_input(folder, args.loops)
+        print(f"input: {sf.info(str(audio)).duration:.0f} s, paced in real time, 20 ms blocks")
+        for label, options in PROFILES.items():
+            result = run_once(folder, audio, options)
+            for kind, values in result.items():
+                lat = np.array(values)
+                print(
+                    f"{label:<34} {kind:<15} n={len(lat):<3} p50 {np.median(lat):6.1f}  "
+                    f"p95 {np.quantile(lat, 0.95):6.1f}  max {lat.max():6.1f} ms"
+                )
+
+
+if __name__ == "__main__":
+    main()
