@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from config.errors import ConfigError, format_validation_error
 from detectors import AnyDetectorConfig, LevelConfig, VadConfig
 from sinks.jsonl import JsonlSinkConfig
+from sinks.redis_streams import RedisStreamsSinkConfig
+from stream.recorder import RecorderConfig
 from stream.sources import AnySourceConfig, SoundDeviceSourceConfig
 
-AnySinkConfig = Annotated[JsonlSinkConfig, Field(discriminator="type")]
+AnySinkConfig = Annotated[JsonlSinkConfig | RedisStreamsSinkConfig, Field(discriminator="type")]
 
 
 class _Strict(BaseModel):
@@ -62,6 +64,7 @@ class PipelineConfig(_Strict):
     detectors: list[AnyDetectorConfig] = Field(default_factory=_default_detectors)
     sinks: list[AnySinkConfig] = Field(default_factory=list)
     queues: QueueConfig = Field(default_factory=QueueConfig)
+    recorder: RecorderConfig = Field(default_factory=RecorderConfig)
 
 
 def load_pipeline_config(path: Path | None) -> PipelineConfig:

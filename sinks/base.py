@@ -22,6 +22,9 @@ class Sink(ABC):
     async def publish(self, item: Published) -> None:
         """Deliver one event (already serialized in ``item.json``)."""
 
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Called once on the event loop before the first event (e.g. to deliver a spool)."""
+
     async def publish_many(self, items: list[Published]) -> None:
         """Deliver events in order; sinks that can batch (a pipeline, a spool) override this."""
         for item in items:

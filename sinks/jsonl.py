@@ -8,6 +8,7 @@ from typing import Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from config.errors import ConfigError
 from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
@@ -25,7 +26,10 @@ class JsonlSinkConfig(BaseModel):
     def build(self, settings: Settings, metrics: Metrics) -> Sink:
         """The sink this entry describes."""
         del settings, metrics
-        return JsonlSink(self)
+        try:
+            return JsonlSink(self)
+        except OSError as exc:
+            raise ConfigError(f"jsonl sink: cannot open {self.path}: {exc.strerror}") from None
 
 
 class JsonlSink(Sink):

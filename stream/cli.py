@@ -18,6 +18,8 @@ from config.errors import ConfigError, format_validation_error
 from config.logging import setup_logging
 from config.pipeline import PipelineConfig, load_pipeline_config
 from config.settings import Settings, load_settings
+from sinks.redis_streams import RedisStreamsSinkConfig
+from stream import subscribe_cli
 from stream.sources import (
     AnySourceConfig,
     DemoSourceConfig,
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         help='where to write the result document ("-" for stdout, the default)',
     )
     analyze.add_argument("--config", type=Path, metavar="TOML", help="pipeline config")
+
+    subscribe_cli.add_parser(sub)
     return parser
 
 
@@ -111,6 +115,9 @@ def _pipeline_config(args: argparse.Namespace, settings: Settings) -> PipelineCo
         source = SoundDeviceSourceConfig(name=str(device), device=device, channels=args.channels)
     if source is not None:
         config = config.model_copy(update={"sources": [source]})
+    if settings.redis_enabled and not any(s.type == "redis_streams" for s in config.sinks):
+        # DESIGN: with a Redis host configured, Redis sinks are on.
+        config = config.model_copy(update={"sinks": [*config.sinks, RedisStreamsSinkConfig()]})
     return config
 
 
@@ -242,6 +249,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "daemon": cmd_daemon,
     "devices": cmd_devices,
     "analyze": cmd_analyze,
+    "subscribe": subscribe_cli.cmd_subscribe,
 }
 
 

@@ -11,15 +11,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from prometheus_client import Histogram
 
 from config.pipeline import PipelineConfig
 from detectors import AnyDetectorConfig, Detector, build_detector
 from sinks.metrics import Metrics
 from stream.clock import SampleClock
 from stream.events import Event, Heartbeat, SourceState, SourceStatus, stamp
+from stream.recorder import ChannelRecorder, RecordingWriter
 from stream.resample import Resampler
 from stream.sources import Block, Source, SourceError, StatusChange
 from stream.sources.base import Frames
@@ -35,6 +38,24 @@ def _event_order(event: Event) -> tuple[float, float]:
     return (event.t_end, event.t_start)
 
 
+@dataclass(slots=True)
+class _Stage:
+    """A detector with its own windower and the histogram of its time per window."""
+
+    windower: Windower
+    detector: Detector
+    timer: Histogram | None
+
+    def run(self, samples: Samples) -> list[Event]:
+        events: list[Event] = []
+        for window in self.windower.push(samples):
+            started = time.perf_counter()
+            events.extend(self.detector.process(window))
+            if self.timer is not None:
+                self.timer.observe(time.perf_counter() - started)
+        return events
+
+
 class ChannelChain:
     """Resampler, windowers and detectors of one channel, with its sample position."""
 
@@ -44,19 +65,24 @@ class ChannelChain:
         in_rate: int,
         out_rate: int,
         detectors: Sequence[AnyDetectorConfig],
+        *,
         position: int = 0,
+        metrics: Metrics | None = None,
+        recorder: ChannelRecorder | None = None,
     ) -> None:
         self.channel = channel
         self.rate = out_rate
         self.position = position  # analysis samples since stream start
         self._resampler = Resampler(in_rate, out_rate)
-        self._stages: list[tuple[Windower, Detector]] = []
+        self._recorder = recorder
+        self._stages: list[_Stage] = []
         for config in detectors:
             detector = build_detector(config, channel, out_rate)
             window, hop = detector.window_samples()
             windower = Windower(window, hop, channel=channel, sample_rate=out_rate)
             windower.reset(position)
-            self._stages.append((windower, detector))
+            timer = metrics.window_seconds.labels(config.type) if metrics else None
+            self._stages.append(_Stage(windower, detector, timer))
 
     @property
     def t(self) -> float:
@@ -70,34 +96,42 @@ class ChannelChain:
     def finish(self) -> list[Event]:
         """End of stream: flush the resampler and close every detector's open state."""
         events = self._analyse(self._resampler.process(np.zeros(0, np.float32), last=True))
-        for _, detector in self._stages:
-            events.extend(detector.finish(self.t))
-        return events
+        return events + self._close_detectors()
 
     def interrupt(self) -> list[Event]:
         """The audio broke off here: close every detector's open state and start afresh."""
-        events: list[Event] = []
-        for _, detector in self._stages:
-            events.extend(detector.finish(self.t))
-            detector.reset()
+        events = self._close_detectors()
+        for stage in self._stages:
+            stage.detector.reset()
         self._resampler.reset()
+        return events
+
+    def _close_detectors(self) -> list[Event]:
+        events: list[Event] = []
+        for stage in self._stages:
+            events.extend(stage.detector.finish(self.t))
+        if self._recorder is not None:
+            self._recorder.push(np.zeros(0, np.float32), self.position, events)
+            self._recorder.close()
         return events
 
     def jump(self, gap_s: float) -> list[Event]:
         """Audio was missing for ``gap_s`` seconds: resume after the gap on the stream clock."""
         events = self.interrupt()
         self.position += round(gap_s * self.rate)
-        for windower, _ in self._stages:
-            windower.reset(self.position)
+        for stage in self._stages:
+            stage.windower.reset(self.position)
         return events
 
     def _analyse(self, samples: Samples) -> list[Event]:
+        start = self.position
         self.position += len(samples)
         events: list[Event] = []
-        for windower, detector in self._stages:
-            for window in windower.push(samples):
-                events.extend(detector.process(window))
+        for stage in self._stages:
+            events.extend(stage.run(samples))
         events.sort(key=_event_order)
+        if self._recorder is not None:
+            self._recorder.push(samples, start, events)
         return events
 
 
@@ -105,9 +139,15 @@ class SourceRunner:
     """Runs one source through the detectors; :meth:`run` is a thread body that never raises."""
 
     def __init__(
-        self, source: Source, config: PipelineConfig, emit: Emit, metrics: Metrics
+        self,
+        source: Source,
+        config: PipelineConfig,
+        emit: Emit,
+        metrics: Metrics,
+        recording: RecordingWriter | None = None,
     ) -> None:
         self.source = source
+        self._recording = recording
         self.config = config
         self.state: SourceState = "starting"
         self.message = ""
@@ -179,9 +219,12 @@ class SourceRunner:
         # Audio lost before the first block still counts on the stream clock.
         start = round(self._gap_before_start_s * rate)
         self._chains = [
-            ChannelChain(c, source.sample_rate, rate, self.config.detectors, position=start)
+            ChannelChain(
+                c, source.sample_rate, rate, self.config.detectors, position=start,
+                metrics=self._metrics, recorder=self._recorder_for(c),
+            )
             for c in range(source.channels)
-        ]
+        ]  # fmt: skip
         logger.info(
             "source %s: %d Hz x %d channels -> %d Hz",
             source.name,
@@ -189,6 +232,14 @@ class SourceRunner:
             source.channels,
             rate,
         )
+
+    def _recorder_for(self, channel: int) -> ChannelRecorder | None:
+        if self._recording is None:
+            return None
+        return ChannelRecorder(
+            self._recording, source=self.source.name, channel=channel,
+            rate=self.config.analysis_sample_rate, wall_time=self._clock.wall_time,
+        )  # fmt: skip
 
     def _process(self, frames: Frames) -> list[Event]:
         started = time.perf_counter()

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from config.pipeline import PipelineConfig
@@ -20,9 +22,22 @@ from sinks.hub import LiveState
 from sinks.metrics import Metrics
 from stream.events import Event
 from stream.pipeline import SourceRunner
-from stream.sources import build_source
+from stream.recorder import RecordingWriter
+from stream.sources import SourceError, build_source
 
 logger = logging.getLogger(__name__)
+
+
+def analyse_recording(path: Path) -> None:
+    """Write the offline analysis of a finished recording beside it (``.json``)."""
+    from stream.analyze import analyze_file  # the analysis stack, only when asked for
+
+    try:
+        document = analyze_file(path)
+    except SourceError as exc:
+        logger.error("recorder: cannot analyse %s: %s", path.name, exc)
+        return
+    path.with_suffix(".json").write_text(json.dumps(document, indent=2), encoding="utf-8")
 
 
 class Runtime:
@@ -37,9 +52,24 @@ class Runtime:
         self.bus = EventBus(self.metrics)
         self.live = LiveState(self.bus)
         self.started_at = time.monotonic()
+        self.recording = (
+            RecordingWriter(
+                config.recorder,
+                self.metrics.recorder_dropped.inc,
+                analyse_recording if config.recorder.analyze else None,
+            )
+            if config.recorder.enabled
+            else None
+        )
         self.runners = [
-            SourceRunner(build_source(c), config, self.emit, self.metrics) for c in config.sources
+            SourceRunner(build_source(c), config, self.emit, self.metrics, self.recording)
+            for c in config.sources
         ]
+        # Built here, not in start(): a sink that cannot work is a configuration error
+        # raised before anything is served.
+        self.sinks = [c.build(settings, self.metrics) for c in config.sinks]
+        self._running_sources = 0
+        self._sources_ended = asyncio.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sink_tasks: list[asyncio.Task[None]] = []
@@ -49,14 +79,17 @@ class Runtime:
     async def start(self) -> None:
         """Start sinks first (so no event is missed), then the source threads."""
         self._loop = asyncio.get_running_loop()
-        for sink_config in self.config.sinks:
-            sink = sink_config.build(self.settings, self.metrics)
+        for sink in self.sinks:
+            await sink.start()
             subscription = self.bus.subscribe(sink.name, self.config.queues.sink_events)
             self._sink_tasks.append(asyncio.create_task(pump(sink, subscription, self.metrics)))
+        self._running_sources = len(self.runners)
+        if not self.runners:
+            self._sources_ended.set()
         for runner in self.runners:
             thread = threading.Thread(
-                target=runner.run,
-                args=(self._stop,),
+                target=self._run_source,
+                args=(runner,),
                 name=f"source-{runner.source.name}",
                 daemon=True,
             )
@@ -67,8 +100,20 @@ class Runtime:
         )
 
     async def wait_finished(self) -> None:
-        """Return once every source has ended (never, for live devices)."""
-        await asyncio.gather(*(asyncio.to_thread(r.done.wait) for r in self.runners))
+        """Return once every source has ended (never, for live devices or before start)."""
+        await self._sources_ended.wait()
+
+    def _run_source(self, runner: SourceRunner) -> None:
+        """Thread body: run one source, then tell the loop it has ended."""
+        runner.run(self._stop)
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._source_ended)
+
+    def _source_ended(self) -> None:
+        self._running_sources -= 1
+        if self._running_sources == 0:
+            self._sources_ended.set()
 
     async def stop(self, drain_s: float = 5.0) -> None:
         """Stop sources, deliver what they emitted, drain sinks; idempotent."""
@@ -80,6 +125,8 @@ class Runtime:
             await asyncio.to_thread(thread.join, drain_s)
             if thread.is_alive():
                 logger.error("source thread %s did not stop within %.0f s", thread.name, drain_s)
+        if self.recording is not None:
+            await asyncio.to_thread(self.recording.close, drain_s)
         await asyncio.sleep(0)  # run event deliveries the threads scheduled last
         self.bus.close()
         if self._sink_tasks:

@@ -98,7 +98,7 @@ def test_help_lists_exactly_the_commands_that_exist() -> None:
     assert proc.returncode == 0
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert set(commands) == {"run", "daemon", "devices", "analyze"}
+    assert set(commands) == {"run", "daemon", "devices", "analyze", "subscribe"}
     for command in commands:
         assert command in proc.stdout
         sub = _run(command, "--help")
@@ -153,3 +153,15 @@ def test_a_pipeline_without_sources_is_refused(tmp_path: Path) -> None:
     proc = _run("daemon", "--config", str(config))
     assert proc.returncode == 78
     assert "no sources configured" in proc.stderr
+
+
+def test_a_sink_that_cannot_work_stops_the_start_with_its_reason(tmp_path: Path) -> None:
+    config = tmp_path / "sink.toml"
+    config.write_text(
+        '[[sources]]\ntype = "demo"\n[[sinks]]\ntype = "jsonl"\npath = "/nonexistent/x.jsonl"\n'
+    )
+    for command in (("run", "--port", "1"), ("daemon",)):
+        proc = _run(*command, "--config", str(config))
+        assert proc.returncode == 78, proc.stderr
+        assert "jsonl sink: cannot open /nonexistent/x.jsonl" in proc.stderr
+        assert "Traceback" not in proc.stderr
