@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from config.pipeline import PipelineConfig
 from sinks.metrics import Metrics
 from stream.events import Event
 from stream.pipeline import SourceRunner
+from stream.runtime import Runtime
 from stream.sources import FileSource, FileSourceConfig
 
 DATA = Path(__file__).parent / "data"
@@ -41,6 +44,40 @@ def run_file(
         threading.Event()
     )
     return events
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(runtime: Runtime, port: int | None = None) -> Iterator[str]:
+    """The app for ``runtime`` on a real uvicorn server in a thread; yields its base URL."""
+    import uvicorn
+
+    from api.app import create_app
+
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(runtime.settings, runtime), host="127.0.0.1", port=port,
+                       log_config=None, ws_ping_interval=None)
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -20,20 +19,13 @@ import soundfile as sf
 from playwright.sync_api import expect, sync_playwright
 from websockets.sync.client import connect
 
-from tests.conftest import DATA, truth
+from tests.conftest import DATA, free_port, truth
 
 LEAD_IN = 3.0  # seconds of silence before the fixture, so clients connect before speech
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -51,7 +43,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     audio = np.concatenate([np.zeros(int(LEAD_IN * rate), np.float32), speech])
     path = tmp_path / "tour.flac"
     sf.write(path, audio, rate)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

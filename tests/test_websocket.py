@@ -11,23 +11,20 @@ import base64
 import json
 import os
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from api.app import create_app
 from config.pipeline import PipelineConfig, QueueConfig
 from config.settings import Settings
 from stream.events import Event, Heartbeat, Level, SourceStatus, SpeakerTurn, SpeechStarted, stamp
 from stream.runtime import Runtime
+from tests.conftest import serving
 
 Received = list[dict[str, Any]]
 
@@ -51,32 +48,12 @@ class Hub:
         return [json.loads(e.to_json()) for e in stamped]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def hub() -> Iterator[Hub]:
     config = PipelineConfig(sources=[], queues=QueueConfig(client_events=200))
     runtime = Runtime(config, Settings())
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(Settings(), runtime), host="127.0.0.1", port=port,
-                       log_config=None, ws_ping_interval=None)
-    )  # fmt: skip
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.02)
-    yield Hub(f"ws://127.0.0.1:{port}/ws/events", runtime, {})
-    server.should_exit = True
-    thread.join(10)
+    with serving(runtime) as url:
+        yield Hub(url.replace("http", "ws") + "/ws/events", runtime, {})
 
 
 def _level(channel: int, t: float) -> Level:
