@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import platform
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from datetime import UTC, datetime
 import httpx
 import numpy as np
 import uvicorn
+from common import free_port, wait_until_serving
 from websockets.asyncio.client import connect
 
 from api.app import create_app
@@ -87,13 +87,6 @@ async def measure(port: int, clients: int, seconds: float) -> tuple[list[float],
     return latencies, len(latencies)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=500)
@@ -110,12 +103,7 @@ def main() -> None:
         [sys.executable, __file__, "--serve", str(port), "--rate", str(args.rate)]
     )
     try:
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_serving(port)
         latencies, count = asyncio.run(measure(port, args.clients, args.seconds))
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 import subprocess
 import time
 import uuid
@@ -29,6 +28,7 @@ from sinks.redis_streams import RedisStreamsSink, RedisStreamsSinkConfig, redis_
 from sinks.spool import SEGMENT_SUFFIX
 from stream.cli import _pipeline_config
 from stream.events import Level
+from tests.conftest import free_port
 
 SHARED_URL = "redis://127.0.0.1:6379/0"
 
@@ -38,7 +38,7 @@ class RedisServer:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -68,13 +68,6 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
