@@ -154,6 +154,13 @@ class SourceRunner:
         self.done = threading.Event()
         self._emit = emit
         self._metrics = metrics
+        # The per-block series, resolved once: the label never changes.
+        name = source.name
+        self._frames_total = metrics.frames.labels(name)
+        self._block_seconds = metrics.block_seconds.labels(name)
+        self._invalid_samples = metrics.invalid_samples.labels(name)
+        self._overflows_total = metrics.overflows.labels(name)
+        self._dropped_total = metrics.dropped_blocks.labels(name)
         # Anchored by the first event: the source's "running" status, as capture starts.
         self._clock = SampleClock()
         self._chains: list[ChannelChain] = []
@@ -243,12 +250,10 @@ class SourceRunner:
 
     def _process(self, frames: Frames) -> list[Event]:
         started = time.perf_counter()
-        name = self.source.name
         if not self._chains:
             self._build_chains()
         if not np.isfinite(frames).all():
-            bad = int(np.count_nonzero(~np.isfinite(frames)))
-            self._metrics.invalid_samples.labels(name).inc(bad)
+            self._invalid_samples.inc(int(np.count_nonzero(~np.isfinite(frames))))
             frames = np.nan_to_num(frames, nan=0.0, posinf=0.0, neginf=0.0)
         events: list[Event] = []
         for chain in self._chains:
@@ -256,21 +261,19 @@ class SourceRunner:
         if len(self._chains) > 1:
             events.sort(key=_event_order)
         events.extend(self._heartbeats())
-        self._metrics.frames.labels(name).inc(len(frames))
+        self._frames_total.inc(len(frames))
         self._sync_loss_counters()
-        self._metrics.block_seconds.labels(name).observe(time.perf_counter() - started)
+        self._block_seconds.observe(time.perf_counter() - started)
         return events
 
     def _sync_loss_counters(self) -> None:
         """Carry the source's own loss counters into the metrics."""
         src = self.source
         if src.overflows != self._overflows_seen:
-            self._metrics.overflows.labels(src.name).inc(src.overflows - self._overflows_seen)
+            self._overflows_total.inc(src.overflows - self._overflows_seen)
             self._overflows_seen = src.overflows
         if src.dropped_blocks != self._dropped_seen:
-            self._metrics.dropped_blocks.labels(src.name).inc(
-                src.dropped_blocks - self._dropped_seen
-            )
+            self._dropped_total.inc(src.dropped_blocks - self._dropped_seen)
             self._dropped_seen = src.dropped_blocks
 
     def _heartbeats(self) -> list[Event]:
