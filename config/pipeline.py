@@ -60,6 +60,13 @@ class PipelineConfig(_Strict):
     heartbeat_s: float = Field(
         5.0, gt=0, le=3600, description="Stream seconds between heartbeat events of a source."
     )
+    stall_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="A source without progress this long is a hung pipeline: the daemon stops "
+        "pinging the systemd watchdog. Keep above the device retry_max_s.",
+    )
     sources: list[AnySourceConfig] = Field(default_factory=_default_sources)
     detectors: list[AnyDetectorConfig] = Field(default_factory=_default_detectors)
     sinks: list[AnySinkConfig] = Field(default_factory=list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 
@@ -50,5 +51,8 @@ async def pump(sink: Sink, subscription: Subscription, metrics: Metrics) -> None
             except Exception:
                 errors.inc()
                 logger.exception("sink %s: delivery of %d event(s) failed", sink.name, len(items))
+            # get_batch() does not suspend while events are queued, and a sink that writes
+            # synchronously never does: yield once per batch so other tasks still run.
+            await asyncio.sleep(0)
     finally:
         await sink.close()

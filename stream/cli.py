@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -158,26 +157,6 @@ async def _serve(settings: Settings, config: PipelineConfig, host: str, port: in
     return EXIT_FAILURE if any(r.state == "error" for r in runtime.runners) else 0
 
 
-async def _daemon(settings: Settings, config: PipelineConfig) -> int:
-    from stream.runtime import Runtime
-
-    runtime = Runtime(config, settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await runtime.start()
-    finished = asyncio.create_task(runtime.wait_finished())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({finished, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if stop.is_set():
-        logger.info("signal received; draining")
-    await runtime.stop()
-    finished.cancel()
-    stopping.cancel()
-    return EXIT_FAILURE if any(r.state == "error" for r in runtime.runners) else 0
-
-
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     config = _pipeline_config(args, settings)
     _check_sources(config)
@@ -189,7 +168,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_daemon(args: argparse.Namespace, settings: Settings) -> int:
     config = _pipeline_config(args, settings)
     _check_sources(config)
-    return asyncio.run(_daemon(settings, config))
+    from stream.daemon import run_daemon
+
+    return asyncio.run(run_daemon(settings, config))
 
 
 def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:

@@ -169,6 +169,8 @@ class SourceRunner:
         self._overflows_seen = 0
         self._dropped_seen = 0
         self._gap_before_start_s = 0.0
+        self.last_progress = time.monotonic()
+        """When the runner last received or finished an item (monotonic s), for the watchdog."""
 
     @property
     def t(self) -> float:
@@ -206,11 +208,15 @@ class SourceRunner:
         source = self.source
         source.open()
         for item in source.items(stop):
+            self.last_progress = time.monotonic()
             if isinstance(item, Block):
                 events = self._process(item.frames)
-            else:
+            elif isinstance(item, StatusChange):
                 events = self._on_status(item)
+            else:
+                continue  # Idle: the source is alive and waiting
             self._publish(events)
+            self.last_progress = time.monotonic()
         closing: list[Event] = []
         for chain in self._chains:
             closing.extend(chain.finish())

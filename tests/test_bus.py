@@ -1,6 +1,8 @@
 import asyncio
+import time
 
-from sinks.bus import EventBus
+from sinks.base import Sink, pump
+from sinks.bus import EventBus, Published
 from sinks.metrics import Metrics
 from stream.events import Level
 
@@ -70,3 +72,25 @@ def test_batches_take_what_is_queued_up_to_the_limit_in_order() -> None:
         assert await sub.get_batch(3) == []
 
     asyncio.run(scenario())
+
+
+def test_a_busy_synchronous_sink_does_not_starve_the_event_loop() -> None:
+    class BlockingSink(Sink):
+        name = "blocking"
+
+        async def publish(self, item: Published) -> None:
+            time.sleep(0.0002)  # noqa: ASYNC251 - stands for a synchronous write to a pipe
+
+    async def scenario() -> float:
+        bus = EventBus(Metrics())
+        sub = bus.subscribe("blocking", maxsize=10_000)
+        bus.publish([_level(i) for i in range(5_000)])  # a second of work, already queued
+        bus.close()
+        pumping = asyncio.create_task(pump(BlockingSink(), sub, Metrics()))
+        started = time.monotonic()
+        await asyncio.sleep(0)  # the pump starts; when does this task get the loop back?
+        waited = time.monotonic() - started
+        await pumping
+        return waited
+
+    assert asyncio.run(scenario()) < 0.1, "other tasks run between batches, not after all"

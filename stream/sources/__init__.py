@@ -4,7 +4,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from stream.sources.base import Block, Source, SourceError, SourceItem, StatusChange
+from stream.sources.base import Block, Idle, Source, SourceError, SourceItem, StatusChange
 from stream.sources.device import SoundDeviceSource, SoundDeviceSourceConfig
 from stream.sources.file import DemoSourceConfig, FileSource, FileSourceConfig
 
@@ -28,6 +28,7 @@ __all__ = [
     "DemoSourceConfig",
     "FileSource",
     "FileSourceConfig",
+    "Idle",
     "SoundDeviceSource",
     "SoundDeviceSourceConfig",
     "Source",

@@ -40,7 +40,12 @@ class StatusChange:
     gap_s: float = 0.0
 
 
-SourceItem = Block | StatusChange
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """Nothing to deliver yet, but the source is alive (e.g. waiting to reopen a device)."""
+
+
+SourceItem = Block | StatusChange | Idle
 
 
 class Source(ABC):

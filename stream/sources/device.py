@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream.sources.base import Block, Source, SourceError, SourceItem, StatusChange
+from stream.sources.base import Block, Idle, Source, SourceError, SourceItem, StatusChange
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,7 @@ class SoundDeviceSource(Source):
                 logger.warning(
                     "source %s: cannot open device (%s); retry in %.1f s", self.name, exc, delay
                 )
+                yield Idle()  # retrying is progress, as the watchdog sees it
                 stop.wait(delay)
                 delay = min(delay * 2, cfg.retry_max_s)
                 continue
