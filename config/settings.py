@@ -6,6 +6,7 @@ Sources, channels, windows, detectors and sinks live in the TOML pipeline file
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -64,8 +65,13 @@ class Settings(BaseSettings):
 
 
 def load_settings() -> Settings:
-    """Read settings from the environment, raising :class:`ConfigError` with the bad key."""
+    """Read settings from the environment, raising :class:`ConfigError` with the bad key.
+
+    Under systemd, secrets may come as credentials (``LoadCredential=SECRET_KEY:...``):
+    files named like the variable in ``$CREDENTIALS_DIRECTORY``. The environment wins.
+    """
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     try:
-        return Settings()
+        return Settings(_secrets_dir=credentials)
     except ValidationError as exc:
         raise ConfigError(format_validation_error("environment", exc)) from None

@@ -131,3 +131,19 @@ def test_the_annotated_example_config_is_valid() -> None:
     config = load_pipeline_config(Path(__file__).parent.parent / "config" / "example.toml")
     assert config.installation_id == "maxxi-sala-1"
     assert [d.type for d in config.detectors] == ["vad", "level"]
+
+
+def test_secrets_can_come_from_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "SECRET_KEY").write_text("from-a-credential")
+    (tmp_path / "DB_PASSWORD").write_text("pw")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    for name in ("SECRET_KEY", "DB_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    assert settings.SECRET_KEY is not None
+    assert settings.SECRET_KEY.get_secret_value() == "from-a-credential"
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
+    assert load_settings().SECRET_KEY.get_secret_value() == "from-the-environment"  # type: ignore[union-attr]

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages the tests use: PortAudio (capture), PulseAudio (a null sink to
-# capture from), Chromium (the dashboard test), promtool (metrics validation).
+# capture from), Chromium (the dashboard test), promtool (metrics validation),
+# systemd-analyze (unit checks).
 # Installs only what is missing; needs root or sudo when something is.
 set -euo pipefail
 
-packages=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils chromium prometheus)
+packages=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils chromium prometheus systemd)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
