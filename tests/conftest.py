@@ -26,6 +26,11 @@ from stream.sources import FileSource, FileSourceConfig
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
+# Debian's Chromium as root, headless, with nothing reaching for the (closed) network.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
 
 
 def truth(name: str) -> dict[str, Any]:

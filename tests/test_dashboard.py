@@ -20,12 +20,8 @@ from config.settings import Settings
 from stream.events import Event, HeritageClassified, SpeakerTurn, stamp
 from stream.runtime import Runtime
 from stream.sources import FileSourceConfig
-from tests.conftest import DATA, free_port, serving
+from tests.conftest import CHROMIUM_ARGS, DATA, free_port, serving
 
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 # Distinct non-background colours drawn on a canvas (ignores anti-aliased edges).
 CANVAS_COLOURS = """canvas => {
   const {data} = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);

@@ -19,13 +19,9 @@ import soundfile as sf
 from playwright.sync_api import expect, sync_playwright
 from websockets.sync.client import connect
 
-from tests.conftest import DATA, free_port, truth
+from tests.conftest import CHROMIUM_ARGS, DATA, free_port, truth
 
 LEAD_IN = 3.0  # seconds of silence before the fixture, so clients connect before speech
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 @dataclass
