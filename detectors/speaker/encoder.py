@@ -1,0 +1,105 @@
+"""The GE2E speaker encoder (resemblyzer's weights, exported to ONNX) on onnxruntime.
+
+The network takes partial utterances of 160 mel frames (1.6 s, see
+``detectors.speaker.frontend``) and gives one 256-dimensional embedding per
+partial: L2-normalised, every component >= 0, so the cosine similarity of two
+embeddings (their dot product) lies in [0, 1]. An utterance's embedding is the
+L2-normalised mean of its partials' embeddings, as resemblyzer's
+``embed_utterance``. The model was exported by ``tools/export_speaker_encoder.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from detectors.speaker.frontend import (
+    MEL_BANDS,
+    MIN_COVERAGE,
+    PARTIAL_FRAMES,
+    PARTIAL_RATE,
+    partial_mels,
+    preprocess,
+)
+
+ENCODER_MODEL = Path(str(resources.files("detectors") / "models" / "ge2e_speaker_encoder.onnx"))
+EMBEDDING_SIZE = 256
+MAX_BATCH = 64  # partials per onnxruntime call, bounding memory for long utterances
+
+Embeddings = npt.NDArray[np.float32]
+
+
+@lru_cache(maxsize=4)
+def _session(path: Path) -> ort.InferenceSession:
+    """One session per model file, shared by every caller (the model keeps no state)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class SpeakerEncoder:
+    """Speaker embeddings of 16 kHz audio, on one CPU thread."""
+
+    def __init__(self, model_path: Path | None = None) -> None:
+        """Load ``model_path`` (an ONNX export of the GE2E encoder; the shipped one if None)."""
+        self.model_path = model_path or ENCODER_MODEL
+        self._session = _session(self.model_path)
+
+    def embed_partials(self, mels: npt.ArrayLike) -> Embeddings:
+        """Embeddings [n, 256] of partial utterances ``mels`` [n, 160, 40] (linear mel power).
+
+        The result does not depend on how partials are batched. ``ValueError``
+        for a wrong shape, an empty batch, non-finite values, or a partial the
+        network maps to no embedding (all components zero, e.g. all-zero input).
+        """
+        batch = np.asarray(mels, dtype=np.float32)
+        if batch.ndim != 3 or batch.shape[1:] != (PARTIAL_FRAMES, MEL_BANDS):
+            expected = f"[n, {PARTIAL_FRAMES}, {MEL_BANDS}]"
+            raise ValueError(f"partials must have shape {expected}, got {list(batch.shape)}")
+        if len(batch) == 0:
+            raise ValueError("no partials to embed")
+        if not np.all(np.isfinite(batch)):
+            raise ValueError("partials hold NaN or infinite values")
+        parts = [
+            self._session.run(None, {"mels": batch[i : i + MAX_BATCH]})[0]
+            for i in range(0, len(batch), MAX_BATCH)
+        ]
+        embeddings: Embeddings = np.concatenate(parts).astype(np.float32, copy=False)
+        if not np.all(np.isfinite(embeddings)):
+            raise ValueError("the encoder gave no embedding for a partial (silent input?)")
+        return embeddings
+
+    def embed_utterance(
+        self,
+        wav_16k: npt.ArrayLike,
+        *,
+        rate: float = PARTIAL_RATE,
+        min_coverage: float = MIN_COVERAGE,
+        preprocessed: bool = False,
+    ) -> Embeddings:
+        """Embedding [256] of one speaker's utterance: 16 kHz mono float samples in [-1, 1].
+
+        Unless ``preprocessed``, the audio is first raised to -30 dBFS and its
+        long silences cut (``frontend.preprocess``), as resemblyzer's
+        ``preprocess_wav`` does. ``ValueError`` if the audio is silent, or if
+        less than ``min_coverage`` x 1.6 s (1.2 s by default) remains.
+        """
+        audio = np.asarray(wav_16k, dtype=np.float32) if preprocessed else preprocess(wav_16k)
+        partials = self.embed_partials(partial_mels(audio, rate, min_coverage))
+        mean = partials.astype(np.float64).mean(axis=0)
+        embedding: Embeddings = (mean / np.linalg.norm(mean)).astype(np.float32)
+        return embedding
+
+
+def encoder_provenance(model_path: Path | None = None) -> str:
+    """What embedded the voices, for a result's ``provenance.models``."""
+    path = model_path or ENCODER_MODEL
+    return f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
