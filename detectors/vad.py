@@ -13,19 +13,18 @@ by ``hangover_ms``, as Silero's own ``speech_pad_ms`` does.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from importlib import resources
 from importlib.metadata import version
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
-import onnxruntime as ort
 import webrtcvad
 from pydantic import Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, register
 from detectors.level import dbfs
+from detectors.onnx import onnx_session
 from stream.events import Event, SpeechEnded, SpeechStarted
 from stream.windowing import Samples, Window
 
@@ -103,16 +102,6 @@ class WebRtcFrames:
         """WebRTC VAD keeps no state that matters between segments."""
 
 
-@lru_cache(maxsize=4)
-def _silero_session(path: Path) -> ort.InferenceSession:
-    """One session per model file, shared by every channel (state is passed in, not kept)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 class SileroFrames:
     """Silero VAD (ONNX) on 32 ms frames, carrying its recurrent state and left context."""
 
@@ -121,7 +110,7 @@ class SileroFrames:
             raise ValueError(f"the shipped Silero VAD runs at 16000 Hz, not {sample_rate}")
         self.frame = SILERO_FRAME
         self._threshold = config.threshold
-        self._session = _silero_session(config.model_path or SILERO_MODEL)
+        self._session = onnx_session(config.model_path or SILERO_MODEL)
         self._sr = np.array(sample_rate, dtype=np.int64)
         self.reset()
 

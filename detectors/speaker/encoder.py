@@ -11,14 +11,13 @@ L2-normalised mean of its partials' embeddings, as resemblyzer's
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
+from detectors.onnx import onnx_session
 from detectors.speaker.frontend import (
     MEL_BANDS,
     MIN_COVERAGE,
@@ -35,23 +34,13 @@ MAX_BATCH = 64  # partials per onnxruntime call, bounding memory for long uttera
 Embeddings = npt.NDArray[np.float32]
 
 
-@lru_cache(maxsize=4)
-def _session(path: Path) -> ort.InferenceSession:
-    """One session per model file, shared by every caller (the model keeps no state)."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 class SpeakerEncoder:
     """Speaker embeddings of 16 kHz audio, on one CPU thread."""
 
     def __init__(self, model_path: Path | None = None) -> None:
         """Load ``model_path`` (an ONNX export of the GE2E encoder; the shipped one if None)."""
         self.model_path = model_path or ENCODER_MODEL
-        self._session = _session(self.model_path)
+        self._session = onnx_session(self.model_path)
 
     def embed_partials(self, mels: npt.ArrayLike) -> Embeddings:
         """Embeddings [n, 256] of partial utterances ``mels`` [n, 160, 40] (linear mel power).
