@@ -5,9 +5,9 @@ and WebRTC VAD (about eight times lighter, but it takes music for speech, and
 music is everywhere in a museum: frame F1 0.68 against Silero's 0.97 on the
 music fixture, see docs/BENCHMARKS.md). Either way a segment starts after
 ``min_speech_ms`` of consecutive voiced frames (its start back-dated to the first
-of them) and ends after ``min_silence_ms`` of
-consecutive unvoiced frames. Starts are padded by ``onset_pad_ms`` and ends
-by ``hangover_ms``, as Silero's own ``speech_pad_ms`` does.
+of them) and ends after ``min_silence_ms`` of consecutive unvoiced frames. Starts
+are padded by ``onset_pad_ms`` and ends by ``hangover_ms``, as Silero's own
+``speech_pad_ms`` does.
 """
 
 from __future__ import annotations
