@@ -42,7 +42,23 @@ class Settings(BaseSettings):
     MAXXI_METADATA_SCHEMA: Literal["dublin_core"] = "dublin_core"
     MAXXI_OUTPUT_DIR: Path = Path("data/maxxi")
     HERITAGE_CONFIG: Path | None = Field(None, description="TOML pipeline configuration file.")
+    MAXXI_CALLBACK_URL: str | None = Field(
+        None, description="MAXXI endpoint notified (HMAC-signed POST) when an analysis completes."
+    )
+    MAXXI_CALLBACK_SECRET: SecretStr | None = Field(
+        None, description="Key of the callback's HMAC-SHA256 signature (defaults to SECRET_KEY)."
+    )
+    HERITAGE_CONFIG: Path | None = Field(None, description="TOML pipeline configuration file.")
     HERITAGE_DATA_DIR: Path = Path("data")
+    ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(60, ge=1, le=7 * 24 * 60)
+    MAX_UPLOAD_MB: int = Field(500, ge=1, le=100_000, description="Largest accepted upload.")
+    METRICS_ALLOW_NETWORKS: str = Field(
+        "127.0.0.0/8,::1/128",
+        description="Comma-separated networks that may read /metrics without a token.",
+    )
+    LOGIN_MAX_ATTEMPTS: int = Field(5, ge=1, le=1000)
+    LOGIN_LOCKOUT_SECONDS: int = Field(300, ge=1, le=86_400)
+    WORKER_CONCURRENCY: int = Field(1, ge=1, le=64, description="Jobs a worker runs at once.")
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
