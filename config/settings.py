@@ -48,7 +48,6 @@ class Settings(BaseSettings):
     MAXXI_CALLBACK_SECRET: SecretStr | None = Field(
         None, description="Key of the callback's HMAC-SHA256 signature (defaults to SECRET_KEY)."
     )
-    HERITAGE_CONFIG: Path | None = Field(None, description="TOML pipeline configuration file.")
     HERITAGE_DATA_DIR: Path = Path("data")
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(60, ge=1, le=7 * 24 * 60)
     MAX_UPLOAD_MB: int = Field(500, ge=1, le=100_000, description="Largest accepted upload.")
@@ -59,6 +58,12 @@ class Settings(BaseSettings):
     LOGIN_MAX_ATTEMPTS: int = Field(5, ge=1, le=1000)
     LOGIN_LOCKOUT_SECONDS: int = Field(300, ge=1, le=86_400)
     WORKER_CONCURRENCY: int = Field(1, ge=1, le=64, description="Jobs a worker runs at once.")
+    METRICS_PORT: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port where `daemon` (which has no HTTP API) serves /metrics; unset = none.",
+    )
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

@@ -31,6 +31,14 @@ async def run_daemon(settings: Settings, config: PipelineConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     await runtime.start()
+    metrics_server = None
+    if settings.METRICS_PORT:
+        # No HTTP API here: Prometheus scrapes this port (docker-compose.yml, the daemon job).
+        from prometheus_client import start_http_server
+
+        metrics_server, _ = start_http_server(
+            settings.METRICS_PORT, addr=settings.HOST, registry=runtime.metrics.registry
+        )
     watchdog = Watchdog(runtime.runners, config.stall_s)
     await watchdog.wait_ready()
     notify(f"READY=1\nSTATUS={describe(runtime.runners)}")
@@ -44,6 +52,8 @@ async def run_daemon(settings: Settings, config: PipelineConfig) -> int:
         logger.info("signal received; draining for at most %.0f s", DRAIN_S)
     notify("STOPPING=1")
     await runtime.stop(DRAIN_S)
+    if metrics_server is not None:
+        metrics_server.shutdown()
     for task in (pinger, finished, stopping):
         if task is not None:
             task.cancel()

@@ -5,7 +5,8 @@
 # Installs only what is missing; needs root or sudo when something is.
 set -euo pipefail
 
-packages=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils chromium prometheus systemd)
+packages=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils chromium prometheus systemd
+  docker-compose shellcheck)  # compose file validation (`config` needs no engine), scripts
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
