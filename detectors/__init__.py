@@ -6,9 +6,10 @@ from pydantic import Field
 
 from detectors.base import Detector, DetectorConfig, build_detector
 from detectors.level import LevelConfig
+from detectors.speaker.detector import SpeakerConfig
 from detectors.vad import VadConfig
 
-AnyDetectorConfig = Annotated[VadConfig | LevelConfig, Field(discriminator="type")]
+AnyDetectorConfig = Annotated[VadConfig | LevelConfig | SpeakerConfig, Field(discriminator="type")]
 """A detector entry of the pipeline config, chosen by its ``type``."""
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "Detector",
     "DetectorConfig",
     "LevelConfig",
+    "SpeakerConfig",
     "VadConfig",
     "build_detector",
 ]

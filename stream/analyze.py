@@ -17,11 +17,13 @@ import soundfile as sf
 from config.pipeline import PipelineConfig
 from config.version import VERSION
 from detectors import VadConfig
+from detectors.speaker import encoder_provenance
 from detectors.vad import vad_provenance
 from sinks.metrics import Metrics
 from stream.events import Event, SpeechEnded
 from stream.pipeline import SourceRunner
 from stream.sources import FileSource, FileSourceConfig, SourceError
+from stream.speaker_report import speaker_analysis_config, speaker_recognition
 
 _BIT_DEPTHS = {
     "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
@@ -75,10 +77,16 @@ def _analysis_config(config: PipelineConfig) -> PipelineConfig:
 
 
 def analyze_file(
-    path: Path, config: PipelineConfig | None = None, progress: Progress | None = None
+    path: Path,
+    config: PipelineConfig | None = None,
+    progress: Progress | None = None,
+    n_speakers: int | None = None,
 ) -> dict[str, Any]:
-    """Analyse one file and return its result document; :class:`SourceError` if unreadable."""
-    config = _analysis_config(config or PipelineConfig())
+    """Analyse one file and return its result document; :class:`SourceError` if unreadable.
+
+    ``n_speakers``: the number of speakers, when known (estimated otherwise).
+    """
+    config = speaker_analysis_config(_analysis_config(config or PipelineConfig()))
     source = FileSource(FileSourceConfig(name=path.name, path=path, realtime=False))
     source.open()
     info = audio_info(path)
@@ -97,13 +105,17 @@ def analyze_file(
     return {
         "task_id": str(uuid.uuid4()),
         "audio_info": info,
-        "results": {"voice_activity": voice_activity(events, info["duration"])},
+        "results": {
+            "voice_activity": voice_activity(events, info["duration"]),
+            "speaker_recognition": speaker_recognition(path, runner, n_speakers),
+        },
         "provenance": {
             "software_version": VERSION,
             "models": {
                 "vad": vad_provenance(
                     next((d for d in config.detectors if isinstance(d, VadConfig)), VadConfig())
-                )
+                ),
+                "speaker_encoder": encoder_provenance(),
             },
             "parameters": {
                 "analysis_sample_rate": config.analysis_sample_rate,

@@ -89,6 +89,11 @@ class ChannelChain:
         """Stream seconds analysed so far."""
         return self.position / self.rate
 
+    @property
+    def detectors(self) -> list[Detector]:
+        """This channel's detectors, in config order (file analysis reads what they kept)."""
+        return [stage.detector for stage in self._stages]
+
     def push(self, samples: Samples) -> list[Event]:
         """Analyse the next samples of this channel (at the input rate)."""
         return self._analyse(self._resampler.process(samples))
@@ -176,6 +181,11 @@ class SourceRunner:
     def t(self) -> float:
         """Stream seconds analysed so far."""
         return self._chains[0].t if self._chains else self._gap_before_start_s
+
+    @property
+    def chains(self) -> tuple[ChannelChain, ...]:
+        """One chain per channel (none before the first block); read them once ``done`` is set."""
+        return tuple(self._chains)
 
     def status(self) -> dict[str, Any]:
         """The source's state for ``/health``."""

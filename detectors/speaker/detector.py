@@ -1,0 +1,426 @@
+"""Live diarization: who is speaking on one channel, as ``speaker.turn`` events.
+
+Every ``hop_s`` the detector gates the new audio frame by frame (Silero or
+WebRTC VAD, 32 ms frames, below an energy floor never speech; detectors see
+all audio, not only what the VAD detector calls speech), and if at least
+``min_voiced`` of the last ``window_s`` is voiced it embeds that window (GE2E
+on onnxruntime) and assigns it to a speaker with :class:`OnlineClusterer`.
+
+A turn is one speaker's voiced audio without a pause longer than
+``turn_pause_s``. While it lasts, every hop that adds voiced audio to it emits a
+``speaker.turn`` with the turn's ``t_start`` and its extent so far, so an event
+is at most one hop (plus processing) behind the audio. Events of one turn share
+``t_start``; the last one carries the final extent. A change of speaker is seen
+late (a window must be mostly the new voice, and a new voice needs
+``min_evidence`` windows), so the new turn is back-dated to the pause nearest
+the estimated change, and the previous turn gets a final event cut there.
+
+With ``keep_embeddings`` (file analysis), every window's embedding and every
+frame's gate decision are kept for the whole-file re-clustering of
+``detectors.speaker.offline``; live, state is bounded by one window of audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, model_validator
+
+from detectors.base import Detector, DetectorConfig, register
+from detectors.level import dbfs
+from detectors.speaker.clustering import Assignment, Matrix, OnlineClusterer, unit
+from detectors.speaker.encoder import SpeakerEncoder
+from detectors.speaker.frontend import normalize_volume, partial_mels
+from detectors.speaker.profiles import ProfileStore, VoiceProfile, match_names
+from detectors.vad import SILERO_FRAME, FrameClassifier, SileroFrames, VadConfig, WebRtcFrames
+from stream.events import Event, SpeakerTurn
+from stream.windowing import Samples, Window
+
+logger = logging.getLogger(__name__)
+
+FRAME = SILERO_FRAME  # samples per gate frame (32 ms at 16 kHz)
+
+
+class SpeakerConfig(DetectorConfig):
+    """Speaker diarization: embeddings over sliding windows, clustered online."""
+
+    type: Literal["speaker"] = "speaker"
+    window_s: float = Field(
+        1.6, ge=1.2, le=3.2, description="Audio per embedding (s); the encoder sees 1.6 s at once."
+    )
+    hop_s: float = Field(
+        0.5,
+        ge=0.25,
+        le=2.0,
+        description="Time between embeddings (s), rounded to whole 32 ms frames: the latency.",
+    )
+    gate: Literal["silero", "webrtc"] = Field(
+        "silero", description="Speech gate per 32 ms frame: Silero VAD or the lighter WebRTC VAD."
+    )
+    gate_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability.")
+    energy_floor_dbfs: float = Field(
+        -55.0, ge=-120, le=0, description="Frames quieter than this are never speech."
+    )
+    min_voiced: float = Field(
+        0.5, gt=0, le=1, description="Share of a window that must be voiced to embed it."
+    )
+    new_speaker_distance: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="Cosine distance from every known speaker beyond which a window is evidence "
+        "of a new speaker.",
+    )
+    update_rate: float = Field(
+        0.05, gt=0, le=1, description="Least weight of a new window in its speaker's centroid."
+    )
+    max_speakers: int = Field(8, ge=1, le=64, description="Speakers tracked per channel.")
+    min_evidence: int = Field(
+        3, ge=1, le=20, description="Consecutive agreeing windows needed to declare a new speaker."
+    )
+    turn_pause_s: float = Field(
+        0.3, ge=0.05, le=5.0, description="A pause longer than this ends a turn (s)."
+    )
+    enrolled_distance: float = Field(
+        0.25,
+        gt=0,
+        lt=1,
+        description="Largest cosine distance at which a speaker takes an enrolled voice's name.",
+    )
+    profiles_path: Path | None = Field(
+        None,
+        description="Voice-profile file (heritage-audio speakers enroll); unset: "
+        "speakers/profiles.json under HERITAGE_DATA_DIR.",
+    )
+    recluster_distance: float = Field(
+        0.3,
+        gt=0,
+        lt=1,
+        description="Files: average-linkage cosine distance at which the whole-file clustering "
+        "stops merging (when the number of speakers is not given).",
+    )
+    min_speaker_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="Files: a cluster with less speech than this (s) joins its nearest speaker "
+        "(overlaps and noise make small phantom clusters).",
+    )
+    batch: int = Field(
+        1, ge=1, le=64, description="Windows per encoder call; above 1 delays events (files only)."
+    )
+    keep_embeddings: bool = Field(
+        False, description="Keep every embedding for whole-file re-clustering (files only)."
+    )
+
+    @model_validator(mode="after")
+    def _window_covers_hop(self) -> SpeakerConfig:
+        if self.hop_s > self.window_s:
+            raise ValueError("hop_s must not exceed window_s")
+        return self
+
+
+@dataclass
+class SpeakerHistory:
+    """What one channel's detector saw, for whole-file re-clustering (times in seconds)."""
+
+    channel: int
+    frame_s: float  # length of a gate frame
+    frame_start: npt.NDArray[np.float64]  # start of every gate frame
+    frame_voiced: npt.NDArray[np.bool_]
+    window_start: npt.NDArray[np.float64]  # every embedded window
+    window_end: npt.NDArray[np.float64]
+    embeddings: Matrix  # [windows, 256], unit length
+    online: npt.NDArray[np.int64]  # the online cluster of each window (-1: none yet)
+
+
+@dataclass
+class _Hop:
+    start: int  # stream sample index of the hop's first sample
+    voiced: npt.NDArray[np.bool_]  # per gate frame of the hop
+    mels: npt.NDArray[np.float32] | None  # the window's partials, if it is worth embedding
+
+
+@dataclass
+class _Turn:
+    cluster: int
+    t_start: float
+    t_end: float  # end of its last voiced frame
+    emitted_end: float = -1.0
+    confidence_sum: float = 0.0
+    windows: int = 0  # windows assigned to the turn
+
+    @property
+    def confidence(self) -> float:
+        return self.confidence_sum / self.windows if self.windows else 0.5
+
+
+class SpeechGate:
+    """Per 32 ms frame: speech or not (energy floor, then a VAD frame classifier)."""
+
+    def __init__(self, config: SpeakerConfig, sample_rate: int) -> None:
+        vad = VadConfig(engine=config.gate, threshold=config.gate_threshold, frame_ms=30)
+        self._classifier: FrameClassifier = (
+            SileroFrames(vad, sample_rate) if config.gate == "silero" else WebRtcFrames(vad, 16000)
+        )
+        self._floor = config.energy_floor_dbfs
+        self._stateful = config.gate == "silero"
+
+    def reset(self) -> None:
+        self._classifier.reset()
+
+    def frames(self, samples: Samples) -> npt.NDArray[np.bool_]:
+        """The decision for each whole 512-sample frame of ``samples``."""
+        n = len(samples) // FRAME
+        frames = samples[: n * FRAME].reshape(n, FRAME)
+        rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+        loud = [dbfs(float(r)) >= self._floor for r in rms]
+        if self._stateful:
+            # Silero carries state across frames: it must hear the quiet ones too.
+            return np.array([self._classify(f) and ok for f, ok in zip(frames, loud, strict=True)])
+        return np.array([ok and self._classify(f) for f, ok in zip(frames, loud, strict=True)])
+
+    def _classify(self, frame: Samples) -> bool:
+        # WebRTC VAD takes 10/20/30 ms: it judges the first 480 samples of the 512.
+        return self._classifier.is_voiced(frame[: self._classifier.frame])
+
+
+@register("speaker")
+class SpeakerDetector(Detector):
+    """Emits ``speaker.turn`` events for one channel (see the module docstring)."""
+
+    name = "speaker"
+
+    def __init__(
+        self,
+        config: SpeakerConfig,
+        channel: int,
+        sample_rate: int,
+        *,
+        encoder: SpeakerEncoder | None = None,
+        profiles: dict[str, VoiceProfile] | None = None,
+    ) -> None:
+        if sample_rate != 16000:
+            raise ValueError(f"the speaker encoder runs at 16000 Hz, not {sample_rate}")
+        self.config = config
+        self.channel = channel
+        self.rate = sample_rate
+        self.hop = max(1, round(config.hop_s * sample_rate / FRAME)) * FRAME
+        self.window = max(self.hop, round(config.window_s * sample_rate / FRAME) * FRAME)
+        self._pause_frames = max(1, math.ceil(config.turn_pause_s * sample_rate / FRAME))
+        self._encoder = encoder or SpeakerEncoder()
+        self._profiles = profiles if profiles is not None else load_profiles(config)
+        self._gate = SpeechGate(config, sample_rate)
+        self._clusterer = OnlineClusterer(
+            new_speaker_distance=config.new_speaker_distance,
+            update_rate=config.update_rate,
+            max_speakers=config.max_speakers,
+            min_evidence=config.min_evidence,
+        )
+        self.reset()
+
+    def window_samples(self) -> tuple[int, int]:
+        return self.hop, self.hop
+
+    def reset(self) -> None:
+        self._gate.reset()
+        self._clusterer.reset()
+        self._audio = np.zeros(self.window, dtype=np.float32)
+        self._voiced = np.zeros(self.window // FRAME, dtype=np.bool_)
+        self._queue: list[_Hop] = []
+        self._turn: _Turn | None = None
+        self._unattributed: float | None = None  # onset of speech no window has named yet
+        self._change_at: float | None = None  # estimated start of a voice not yet declared
+        self._labels: dict[int, str] = {}
+        self._unknown = 0  # Speaker_N numbers handed out
+        self._frames_start: list[npt.NDArray[np.float64]] = []
+        self._frames_voiced: list[npt.NDArray[np.bool_]] = []
+        self._windows: list[tuple[float, float, int]] = []
+        self._embeddings: list[npt.NDArray[np.float32]] = []
+
+    # -- the stream -------------------------------------------------------------------------
+
+    def process(self, window: Window) -> list[Event]:
+        voiced = self._gate.frames(window.samples)
+        self._audio = np.concatenate([self._audio[self.hop :], window.samples])
+        self._voiced = np.concatenate([self._voiced[len(voiced) :], voiced])
+        self._queue.append(_Hop(window.start, voiced, self._window_mels()))
+        if self.config.keep_embeddings:
+            starts = (window.start + FRAME * np.arange(len(voiced))) / self.rate
+            self._frames_start.append(starts)
+            self._frames_voiced.append(voiced)
+        if len(self._queue) < self.config.batch:
+            return []
+        return self._drain()
+
+    def finish(self, t_end: float) -> list[Event]:
+        del t_end
+        return self._drain()
+
+    def history(self) -> SpeakerHistory:
+        """Every window embedded and every frame gated so far (needs ``keep_embeddings``)."""
+        if not self.config.keep_embeddings:
+            raise RuntimeError("the speaker detector keeps no history without keep_embeddings")
+        windows = np.array(self._windows, dtype=np.float64).reshape(-1, 3)
+        embeddings = (
+            np.stack(self._embeddings) if self._embeddings else np.zeros((0, 256), np.float32)
+        )
+        return SpeakerHistory(
+            channel=self.channel,
+            frame_s=FRAME / self.rate,
+            frame_start=np.concatenate([np.zeros(0), *self._frames_start]),
+            frame_voiced=np.concatenate([np.zeros(0, np.bool_), *self._frames_voiced]),
+            window_start=windows[:, 0],
+            window_end=windows[:, 1],
+            embeddings=embeddings,
+            online=windows[:, 2].astype(np.int64),
+        )
+
+    # -- embedding --------------------------------------------------------------------------
+
+    def _window_mels(self) -> npt.NDArray[np.float32] | None:
+        if self._voiced.mean() < self.config.min_voiced:
+            return None
+        try:
+            return partial_mels(normalize_volume(self._audio))
+        except ValueError:  # digital silence: nothing to embed
+            return None
+
+    def _drain(self) -> list[Event]:
+        queue, self._queue = self._queue, []
+        mels = [hop.mels for hop in queue if hop.mels is not None]
+        counts = [len(m) for m in mels]
+        embeddings: list[npt.NDArray[np.float32]] = []
+        if mels:
+            partials = self._encoder.embed_partials(np.concatenate(mels))
+            for part in np.split(partials, np.cumsum(counts)[:-1]):
+                embeddings.append(unit(part.mean(axis=0)))
+        events: list[Event] = []
+        pending = iter(embeddings)
+        for hop in queue:
+            events.extend(self._advance(hop, next(pending) if hop.mels is not None else None))
+        return events
+
+    # -- turns ------------------------------------------------------------------------------
+
+    def _advance(self, hop: _Hop, embedding: npt.NDArray[np.float32] | None) -> list[Event]:
+        frame_s = FRAME / self.rate
+        t_hop = hop.start / self.rate
+        end = t_hop + self.hop / self.rate
+        voiced_at = t_hop + frame_s * np.flatnonzero(hop.voiced)
+        # A long pause closes the turn; its last event already carries its extent.
+        first = float(voiced_at[0]) if len(voiced_at) else end
+        if self._turn is not None and first - self._turn.t_end > self.config.turn_pause_s:
+            self._turn = None
+        if self._turn is None and len(voiced_at) and self._unattributed is None:
+            self._unattributed = first
+        events: list[Event] = []
+        if embedding is not None:
+            assignment = self._clusterer.assign(embedding)
+            self._remember(end, embedding, assignment)
+            if assignment is not None:
+                events.extend(self._attribute(assignment, end))
+        turn = self._turn
+        if turn is not None and len(voiced_at):
+            turn.t_end = max(turn.t_end, float(voiced_at[-1]) + frame_s)
+        if turn is not None and turn.t_end > max(turn.emitted_end, turn.t_start):
+            events.append(self._event(turn))
+        return events
+
+    def _attribute(self, assignment: Assignment, end: float) -> list[Event]:
+        """Open, keep or change the turn after the window ending at ``end`` was assigned."""
+        if self._clusterer.pending == 1:
+            self._change_at = self._boundary(end)  # the first window unlike every speaker
+        matched = assignment.new or assignment.distance <= self.config.new_speaker_distance
+        cut = self._boundary(end)
+        if assignment.new and self._change_at is not None:
+            cut = self._change_at
+        if self._clusterer.pending == 0:
+            self._change_at = None
+        events: list[Event] = []
+        turn = self._turn
+        if turn is None:
+            start = (
+                self._unattributed if self._unattributed is not None else end - self.hop / self.rate
+            )
+            turn = self._turn = _Turn(assignment.cluster, start, start)
+        elif matched and assignment.cluster != turn.cluster:
+            # Unmatched windows (a voice not declared yet) leave the turn as it is.
+            cut = min(max(cut, turn.t_start), turn.t_end)
+            turn.t_end = cut
+            events.append(self._event(turn))
+            turn = self._turn = _Turn(assignment.cluster, cut, cut)
+        self._unattributed = None
+        turn.confidence_sum += assignment.confidence
+        turn.windows += 1
+        return events
+
+    def _boundary(self, end: float) -> float:
+        """Where a voice that fills most of the window ending at ``end`` probably began: the
+        speech onset after the pause nearest the window's middle, else the middle."""
+        frame_s = FRAME / self.rate
+        start = end - self.window / self.rate
+        middle = end - self.window / self.rate / 2
+        onsets = [
+            start + i * frame_s
+            for i in range(1, len(self._voiced))
+            if self._voiced[i] and not self._voiced[i - 1]
+        ]
+        if not onsets:
+            return middle
+        return min(onsets, key=lambda t: abs(t - middle))
+
+    def _remember(
+        self, end: float, embedding: npt.NDArray[np.float32], assignment: Assignment | None
+    ) -> None:
+        if not self.config.keep_embeddings:
+            return
+        cluster = assignment.cluster if assignment is not None else -1
+        self._windows.append((end - self.window / self.rate, end, cluster))
+        self._embeddings.append(embedding)
+
+    def _event(self, turn: _Turn) -> SpeakerTurn:
+        turn.emitted_end = turn.t_end
+        return SpeakerTurn(
+            channel=self.channel,
+            t_start=round(turn.t_start, 3),
+            t_end=round(turn.t_end, 3),
+            speaker=self._label(turn.cluster),
+            confidence=round(turn.confidence, 3),
+        )
+
+    def _label(self, cluster: int) -> str:
+        label = self._labels.get(cluster)
+        if label is None or (label.startswith("Speaker_") and self._profiles):
+            taken = {v: k for k, v in self._labels.items()}
+            free = {n: p for n, p in self._profiles.items() if n not in taken}
+            centroid = self._clusterer.centroids[cluster][np.newaxis]
+            name = match_names(centroid, free, self.config.enrolled_distance).get(0)
+            if name is not None:
+                label = name
+            elif label is None:
+                self._unknown += 1
+                label = f"Speaker_{self._unknown}"
+            self._labels[cluster] = label
+        return label
+
+
+def load_profiles(config: SpeakerConfig) -> dict[str, VoiceProfile]:
+    path = config.profiles_path
+    if path is None:
+        from config.settings import load_settings  # the data directory is a deployment setting
+
+        store = ProfileStore.in_data_dir(load_settings().HERITAGE_DATA_DIR)
+    else:
+        store = ProfileStore(path)
+    try:
+        return store.load()
+    except ValueError as exc:
+        logger.warning("speaker names disabled: %s", exc)
+        return {}

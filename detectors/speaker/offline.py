@@ -1,0 +1,198 @@
+"""File mode: re-cluster every window of a whole file, then re-segment its speech.
+
+The live detector decides with what it has heard so far; a file allows
+looking at everything at once. Here:
+
+1. all windows' embeddings are clustered together (average-linkage
+   agglomerative on cosine distance; cut at ``recluster_distance``, or at
+   ``n_speakers`` when the number of speakers is known);
+2. clusters holding less than ``min_speaker_s`` of speech join their nearest
+   speaker: windows straddling two voices (overlaps, quick exchanges) and noise
+   form such small clusters, and they are not people;
+3. every voiced 32 ms frame goes to the speaker whose centroid is most like the
+   windows covering it (each weighted by how close the frame is to the window's
+   middle), pauses shorter than ``turn_pause_s`` are bridged, and runs shorter
+   than ``MIN_RUN_S`` join a neighbour, which puts boundaries at frame
+   precision rather than at the hop.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.speaker.clustering import Labels, Matrix, centroids_of, global_clusters
+from detectors.speaker.detector import SpeakerConfig, SpeakerHistory
+
+MIN_RUN_S = 0.5  # shorter single-speaker runs inside speech join a neighbour
+MIN_REGION_S = 0.1  # shorter speech regions are dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One speaker's speech from ``start`` to ``end`` (s); ``speaker`` is a cluster index."""
+
+    start: float
+    end: float
+    speaker: int
+    channel: int = 0
+
+
+@dataclass(frozen=True)
+class Diarization:
+    """A file's speaker timeline, and each speaker's centroid embedding."""
+
+    segments: list[Segment]
+    centroids: Matrix  # [speakers, 256], row k for speaker k
+
+
+def diarize(
+    histories: list[SpeakerHistory], config: SpeakerConfig, n_speakers: int | None = None
+) -> Diarization:
+    """The speaker timeline of a whole file from its detectors' histories (one per channel)."""
+    usable = [h for h in histories if len(h.embeddings)]
+    if not usable:
+        return Diarization([], np.zeros((0, 256), np.float32))
+    embeddings = np.concatenate([h.embeddings for h in usable])
+    labels = global_clusters(
+        embeddings, distance_threshold=config.recluster_distance, n_speakers=n_speakers
+    )
+    hop_s = _hop_s(usable[0])
+    if n_speakers is None:
+        labels = absorb_small_clusters(embeddings, labels, config.min_speaker_s / hop_s)
+    centroids = centroids_of(embeddings, labels)
+    segments: list[Segment] = []
+    offset = 0
+    for history in usable:
+        n = len(history.embeddings)
+        segments += resegment(history, centroids, config.turn_pause_s)
+        offset += n
+    segments.sort(key=lambda s: (s.start, s.end))
+    order = _appearance(segments, len(centroids))
+    segments = [Segment(s.start, s.end, order[s.speaker], s.channel) for s in segments]
+    used = sorted(order, key=order.__getitem__)
+    return Diarization(segments, centroids[used] if used else centroids[:0])
+
+
+def _hop_s(history: SpeakerHistory) -> float:
+    if len(history.window_end) > 1:
+        steps = np.diff(history.window_end)
+        return float(np.min(steps[steps > 0])) if np.any(steps > 0) else 0.5
+    return 0.5
+
+
+def absorb_small_clusters(embeddings: Matrix, labels: Labels, min_windows: float) -> Labels:
+    """Move the windows of clusters with fewer than ``min_windows`` windows to the nearest
+    remaining cluster, smallest first, while more than one cluster is left."""
+    labels = labels.copy()
+    while True:
+        ids, counts = np.unique(labels, return_counts=True)
+        if len(ids) <= 1 or counts.min() >= min_windows:
+            break
+        small = int(ids[np.argmin(counts)])
+        others = [int(k) for k in ids if k != small]
+        centroids = np.stack([embeddings[labels == k].mean(axis=0) / 1.0 for k in others]).astype(
+            np.float32
+        )
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        mine = np.flatnonzero(labels == small)
+        nearest = np.argmax(embeddings[mine] @ centroids.T, axis=1)
+        labels[mine] = np.array(others)[nearest]
+    _, dense = np.unique(labels, return_inverse=True)
+    return dense.astype(np.int64)
+
+
+def resegment(
+    history: SpeakerHistory, centroids: Matrix, pause_s: float
+) -> list[Segment]:  # fmt: skip
+    """Frame-level speaker turns of one channel (see the module docstring, step 3)."""
+    frames = history.frame_start
+    if len(frames) == 0 or len(centroids) == 0:
+        return []
+    frame_s = history.frame_s
+    speech = _bridge(history.frame_voiced, round(pause_s / frame_s))
+    centre = frames + frame_s / 2
+    scores = np.zeros((len(frames), len(centroids)))
+    weight = np.zeros(len(frames))
+    similarity = history.embeddings @ centroids.T  # [windows, speakers]
+    for start, end, sim in zip(history.window_start, history.window_end, similarity, strict=True):
+        lo, hi = np.searchsorted(centre, [start, end])
+        half = (end - start) / 2
+        w = 1.0 - np.abs(centre[lo:hi] - (start + half)) / (half + frame_s)
+        scores[lo:hi] += w[:, None] * sim[None, :]
+        weight[lo:hi] += w
+    covered = weight > 0
+    if not covered.any():
+        return []
+    labels = np.argmax(scores, axis=1)
+    # Speech no window covered takes the label of the nearest covered frame.
+    idx = np.flatnonzero(covered)
+    nearest = idx[np.clip(np.searchsorted(idx, np.arange(len(frames))), 0, len(idx) - 1)]
+    before = idx[np.clip(np.searchsorted(idx, np.arange(len(frames))) - 1, 0, len(idx) - 1)]
+    use_before = np.abs(before - np.arange(len(frames))) < np.abs(nearest - np.arange(len(frames)))
+    labels = np.where(covered, labels, labels[np.where(use_before, before, nearest)])
+    segments: list[Segment] = []
+    for lo, hi in _runs(speech):
+        if (hi - lo) * frame_s < MIN_REGION_S:
+            continue
+        region = _smooth(labels[lo:hi], max(1, round(MIN_RUN_S / frame_s)))
+        for a, b in _runs_of_labels(region):
+            segments.append(
+                Segment(
+                    float(frames[lo + a]),
+                    float(frames[lo + b - 1] + frame_s),
+                    int(region[a]),
+                    history.channel,
+                )
+            )
+    return segments
+
+
+def _bridge(voiced: npt.NDArray[np.bool_], max_gap: int) -> npt.NDArray[np.bool_]:
+    """``voiced`` with unvoiced runs of at most ``max_gap`` frames between voice filled in."""
+    out = voiced.copy()
+    for lo, hi in _runs(~voiced):
+        if lo > 0 and hi < len(voiced) and hi - lo <= max_gap:
+            out[lo:hi] = True
+    return out
+
+
+def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """[lo, hi) index ranges where ``mask`` is true."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def _runs_of_labels(labels: Labels) -> list[tuple[int, int]]:
+    cuts = np.flatnonzero(np.diff(labels)) + 1
+    bounds = np.concatenate([[0], cuts, [len(labels)]])
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+
+def _smooth(labels: Labels, min_run: int) -> Labels:
+    """Merge runs shorter than ``min_run`` into their longer neighbour, shortest first."""
+    labels = labels.copy()
+    while True:
+        runs = _runs_of_labels(labels)
+        if len(runs) <= 1:
+            return labels
+        lengths = [b - a for a, b in runs]
+        i = int(np.argmin(lengths))
+        if lengths[i] >= min_run:
+            return labels
+        left = lengths[i - 1] if i > 0 else -1
+        right = lengths[i + 1] if i + 1 < len(runs) else -1
+        a, b = runs[i]
+        labels[a:b] = labels[runs[i - 1][0]] if left >= right else labels[runs[i + 1][0]]
+
+
+def _appearance(segments: list[Segment], n: int) -> dict[int, int]:
+    """Old speaker index -> new index in order of first appearance (speakers with speech only)."""
+    order: dict[int, int] = {}
+    for s in segments:
+        order.setdefault(s.speaker, len(order))
+    del n
+    return order

@@ -1,0 +1,165 @@
+"""Speaker recognition of whole files: the ``speaker_recognition`` result section and RTTM.
+
+A file is streamed through the pipeline like live audio, with the speaker
+detector keeping every embedding (:func:`speaker_analysis_config`); then
+:func:`speaker_recognition` re-clusters them over the whole file
+(``detectors.speaker.offline``), names enrolled voices, and measures each
+speaker's voice from the file's audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from config.pipeline import PipelineConfig
+from detectors.speaker.detector import SpeakerConfig, SpeakerDetector, load_profiles
+from detectors.speaker.offline import Segment, diarize
+from detectors.speaker.profiles import match_names
+from detectors.speaker.voice import SAMPLE_RATE, level_dbfs, voice_features
+from stream.pipeline import SourceRunner
+
+logger = logging.getLogger(__name__)
+
+FILE_BATCH = 16  # windows per encoder call for files, where latency does not matter
+PITCH_SAMPLE_S = 20.0  # speech per speaker that pitch and rate are measured on (bounds cost)
+INTERRUPTION_GAP_S = 0.2  # a turn starting this soon after another voice stops interrupts it
+
+
+def speaker_analysis_config(config: PipelineConfig) -> PipelineConfig:
+    """``config`` for a file: its speaker detector (a default one if it has none) keeps every
+    embedding and embeds in batches."""
+    detectors = list(config.detectors)
+    found = [i for i, d in enumerate(detectors) if isinstance(d, SpeakerConfig)]
+    if not found:
+        detectors.append(SpeakerConfig())
+        found = [len(detectors) - 1]
+    for i in found:
+        detectors[i] = detectors[i].model_copy(
+            update={"keep_embeddings": True, "batch": FILE_BATCH}
+        )
+    return config.model_copy(update={"detectors": detectors})
+
+
+def speaker_recognition(
+    path: Path, runner: SourceRunner, n_speakers: int | None = None
+) -> dict[str, Any]:
+    """The ``speaker_recognition`` section of a file ``runner`` has finished analysing."""
+    detectors = [
+        d for chain in runner.chains for d in chain.detectors if isinstance(d, SpeakerDetector)
+    ]
+    if not detectors:
+        raise ValueError("the pipeline ran no speaker detector: use speaker_analysis_config")
+    config = detectors[0].config
+    result = diarize([d.history() for d in detectors], config, n_speakers)
+    names = match_names(result.centroids, load_profiles(config), config.enrolled_distance)
+    labels = speaker_labels(len(result.centroids), names)
+    segments = result.segments
+    speakers: dict[str, dict[str, Any]] = {}
+    for k, label in enumerate(labels):
+        mine = [s for s in segments if s.speaker == k]
+        speakers[label] = {
+            "speaking_time": round(sum(s.end - s.start for s in mine), 2),
+            "turns": sum(1 for i, s in enumerate(segments) if s.speaker == k and
+                         (i == 0 or segments[i - 1].speaker != k)),
+            **_voice(path, mine),
+            "name": names.get(k),
+        }  # fmt: skip
+    dominant = max(speakers, key=lambda n: speakers[n]["speaking_time"]) if speakers else None
+    return {
+        "speakers_detected": len(speakers),
+        "dominant_speaker": dominant,
+        "segments": [
+            {"start": round(s.start, 3), "end": round(s.end, 3), "speaker": labels[s.speaker]}
+            for s in segments
+        ],
+        "speakers": speakers,
+        "interruptions": interruptions(segments),
+    }
+
+
+def speaker_labels(n: int, names: dict[int, str]) -> list[str]:
+    """Labels of speakers 0..n-1 (in order of appearance): enrolled names, else Speaker_N."""
+    labels: list[str] = []
+    unknown = 0
+    for k in range(n):
+        if k in names:
+            labels.append(names[k])
+        else:
+            unknown += 1
+            labels.append(f"Speaker_{unknown}")
+    return labels
+
+
+def interruptions(segments: list[Segment]) -> int:
+    """Turns that start while another speaker still talks or within 0.2 s of them stopping."""
+    count = 0
+    for i, s in enumerate(segments):
+        others = [o for o in segments[:i] if o.speaker != s.speaker]
+        previous = segments[i - 1] if i else None
+        starts_turn = previous is None or previous.speaker != s.speaker
+        if starts_turn and any(o.end > s.start - INTERRUPTION_GAP_S for o in others[-4:]):
+            count += 1
+    return count
+
+
+def _voice(path: Path, segments: list[Segment]) -> dict[str, Any]:
+    """Pitch, rate and level of one speaker's segments, read from the file."""
+    sum_squares, n = 0.0, 0
+    sample: list[np.ndarray] = []
+    sampled_s = 0.0
+    # Pitch and rate on segments spread over the file, at most PITCH_SAMPLE_S in all.
+    total = sum(s.end - s.start for s in segments)
+    step = max(1, round(total / PITCH_SAMPLE_S)) if total > PITCH_SAMPLE_S else 1
+    with sf.SoundFile(str(path)) as f:
+        for i, s in enumerate(segments):
+            f.seek(int(s.start * f.samplerate))
+            frames = f.read(int((s.end - s.start) * f.samplerate), dtype="float32", always_2d=True)
+            mono = frames[:, min(s.channel, frames.shape[1] - 1)]
+            sum_squares += float(np.sum(np.square(mono, dtype=np.float64)))
+            n += len(mono)
+            if i % step == 0 and sampled_s < PITCH_SAMPLE_S:
+                sample.append(soxr.resample(mono, f.samplerate, SAMPLE_RATE) if
+                              f.samplerate != SAMPLE_RATE else mono)  # fmt: skip
+                sampled_s += s.end - s.start
+    speech = np.concatenate(sample) if sample else np.zeros(0, np.float32)
+    features = voice_features(speech)
+    energy = level_dbfs(sum_squares, n)
+    return {
+        "mean_pitch_hz": features.mean_pitch_hz,
+        "pitch_range_hz": list(features.pitch_range_hz) if features.pitch_range_hz else None,
+        "speech_rate": features.speech_rate,
+        "energy_db": round(energy, 1) if energy is not None else None,
+    }
+
+
+def rttm_lines(uri: str, section: dict[str, Any]) -> list[str]:
+    """RTTM lines (``SPEAKER <uri> 1 <start> <dur> <NA> <NA> <speaker> <NA> <NA>``) of a
+    ``speaker_recognition`` section; whitespace in names becomes ``_``."""
+    uri = _token(uri) or "audio"
+    return [
+        f"SPEAKER {uri} 1 {seg['start']:.3f} {seg['end'] - seg['start']:.3f} <NA> <NA> "
+        f"{_token(seg['speaker'])} <NA> <NA>\n"
+        for seg in section.get("segments", [])
+    ]
+
+
+def _token(text: str) -> str:
+    """``text`` as one RTTM field: whitespace runs become ``_``."""
+    return re.sub(r"\s+", "_", text.strip())
+
+
+def write_rttm(out: Path, analysed: Iterable[tuple[Path, dict[str, Any]]]) -> None:
+    """Write the speaker timelines of (file, result document) pairs to ``out`` as RTTM."""
+    lines: list[str] = []
+    for path, document in analysed:
+        section = document.get("results", {}).get("speaker_recognition", {})
+        lines += rttm_lines(path.stem, section)
+    out.write_text("".join(lines), encoding="utf-8")
