@@ -17,6 +17,7 @@ import soundfile as sf
 from config.pipeline import PipelineConfig
 from config.version import VERSION
 from detectors import VadConfig
+from detectors.metadata.generator import metadata_for_result
 from detectors.speaker import encoder_provenance
 from detectors.vad import vad_provenance
 from sinks.metrics import Metrics
@@ -102,7 +103,7 @@ def analyze_file(
         raise SourceError(runner.message)
     if progress:
         progress(1.0)
-    return {
+    result: dict[str, Any] = {
         "task_id": str(uuid.uuid4()),
         "audio_info": info,
         "results": {
@@ -123,3 +124,5 @@ def analyze_file(
             },
         },
     }
+    result["results"]["metadata_generation"] = metadata_for_result(path, result)
+    return result

@@ -1,0 +1,232 @@
+"""Technical metadata measured while a file streams past: loudness, peaks, noise, bandwidth.
+
+Loudness follows EBU R 128 on the original sample rate and channels: integrated
+loudness and loudness range (EBU Tech 3342) from libebur128 (``pyebur128``), the
+reference C implementation, and true peak from :mod:`detectors.metadata.truepeak`.
+Mono is measured as one channel (BS.1770), not as dual mono, so a full-scale mono
+sine reads 3 dB below the same sine on both channels of a stereo file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyebur128
+from numpy.typing import NDArray
+
+from detectors.metadata.truepeak import TruePeakMeter
+
+FRAME_S = 0.05  # RMS frames for the noise floor
+NOISE_FLOOR_PERCENTILE = 10.0
+CLIP_LEVEL = 0.999  # |x| at or above this is at full scale (-0.009 dBFS)
+CLIP_RUN = 3  # consecutive full-scale samples that make a clip
+SPECTRUM_FFT = 4096
+SPECTRUM_FRAMES_PER_S = 4.0
+BANDWIDTH_DROP_DB = 60.0  # effective bandwidth: spectrum within this of its maximum
+SILENT_DBFS = -120.0
+DEAD_CHANNEL_PEAK = 10 ** (-90 / 20)  # a channel that never rises above -90 dBFS
+
+
+def to_db(power_or_amplitude: float, *, power: bool = False) -> float | None:
+    """Level in dB (full scale 1.0), ``None`` for digital silence."""
+    if power_or_amplitude <= 0 or not math.isfinite(power_or_amplitude):
+        return None
+    return round((10 if power else 20) * math.log10(power_or_amplitude), 2)
+
+
+@dataclass
+class _SpectrumState:
+    """Long-term average spectrum of the channel mix, from spaced frames."""
+
+    stride: int
+    window: NDArray[np.float64]
+    power: NDArray[np.float64]
+    frames: int = 0
+    next_start: int = 0  # absolute frame where the next spectrum frame starts
+    carry: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 1), np.float32))
+    carry_start: int = 0
+
+
+class TechnicalMeter:
+    """Measures one file's technical properties from ``(frames, channels)`` float blocks."""
+
+    def __init__(self, sample_rate: int, channels: int) -> None:
+        self.sample_rate = sample_rate
+        self.channels = channels
+        modes = pyebur128.MeasurementMode
+        self._ebur = pyebur128.R128State(
+            channels, sample_rate, modes.MODE_I | modes.MODE_LRA | modes.MODE_SAMPLE_PEAK
+        )
+        self._true_peak = TruePeakMeter(sample_rate)
+        self._frames = 0
+        self._sum = np.zeros(channels)
+        self._peak = np.zeros(channels)
+        self._clipped = 0
+        self._clip_run = np.zeros(channels, dtype=np.int64)  # full-scale run at block end
+        self._rms_frame = max(1, round(FRAME_S * sample_rate))
+        self._rms_carry = np.zeros((channels, 0), np.float32)
+        self._frame_power: list[NDArray[np.float64]] = []
+        self._spectrum = _SpectrumState(
+            stride=max(SPECTRUM_FFT, round(sample_rate / SPECTRUM_FRAMES_PER_S)),
+            window=np.hanning(SPECTRUM_FFT),
+            power=np.zeros(SPECTRUM_FFT // 2 + 1),
+        )
+
+    def feed(self, block: NDArray[np.float32]) -> None:
+        """Add a block of samples (full scale 1.0), shape ``(frames, channels)``."""
+        if not len(block):
+            return
+        block = np.ascontiguousarray(block, dtype=np.float32)
+        self._ebur.add_frames(block.ravel(), len(block))
+        self._true_peak.feed(block)
+        self._frames += len(block)
+        planar = np.ascontiguousarray(block.T)  # reductions along contiguous rows are fast
+        self._sum += planar.sum(axis=1, dtype=np.float64)
+        peaks = np.abs(planar).max(axis=1)
+        self._peak = np.maximum(self._peak, peaks)
+        if peaks.max() >= CLIP_LEVEL or self._clip_run.any():
+            self._count_clipping(block)
+        self._feed_rms(planar)
+        self._feed_spectrum(block)
+
+    def _count_clipping(self, block: NDArray[np.float32]) -> None:
+        """Count samples in runs of at least ``CLIP_RUN`` at full scale; runs span blocks."""
+        full = np.abs(block) >= CLIP_LEVEL
+        for ch in range(self.channels):
+            column = full[:, ch]
+            if not column.any():
+                self._close_run(ch)
+                continue
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], column.view(np.int8), [0]])))
+            starts, ends = edges[0::2], edges[1::2]
+            lengths = ends - starts
+            if starts[0] == 0:
+                lengths[0] += self._clip_run[ch]
+            else:
+                self._close_run(ch)
+            still_open = ends[-1] == len(column)
+            closed = lengths[:-1] if still_open else lengths
+            self._clipped += int(closed[closed >= CLIP_RUN].sum())
+            self._clip_run[ch] = lengths[-1] if still_open else 0
+
+    def _close_run(self, ch: int) -> None:
+        if self._clip_run[ch] >= CLIP_RUN:
+            self._clipped += int(self._clip_run[ch])
+        self._clip_run[ch] = 0
+
+    def _feed_rms(self, planar: NDArray[np.float32]) -> None:
+        data = np.concatenate([self._rms_carry, planar], axis=1) if self._rms_carry.size else planar
+        n = data.shape[1] // self._rms_frame
+        if n:
+            frames = data[:, : n * self._rms_frame].reshape(self.channels, n, self._rms_frame)
+            # Mean power over each frame and the channels.
+            power = np.einsum("cfs,cfs->f", frames, frames, dtype=np.float64)
+            self._frame_power.append(power / (self.channels * self._rms_frame))
+        self._rms_carry = data[:, n * self._rms_frame :].copy()
+
+    def _feed_spectrum(self, block: NDArray[np.float32]) -> None:
+        """Add the spectra of the spaced frames that end within this block (channel mix)."""
+        state = self._spectrum
+        data = np.concatenate([state.carry, block]) if len(state.carry) else block
+        origin = state.carry_start
+        while state.next_start + SPECTRUM_FFT <= origin + len(data):
+            offset = state.next_start - origin
+            frame = data[offset : offset + SPECTRUM_FFT].mean(axis=1) * state.window
+            state.power += np.square(np.abs(np.fft.rfft(frame)))
+            state.frames += 1
+            state.next_start += state.stride
+        keep_from = min(len(data), max(0, state.next_start - origin))
+        state.carry = data[keep_from:].copy()
+        state.carry_start = origin + keep_from
+
+    def result(self) -> dict[str, Any]:
+        """The technical measures (levels in dBFS, loudness in LUFS/LU, times in seconds)."""
+        frames = self._frames
+        if frames == 0:
+            return {"duration": 0.0, "loudness": None}
+        true_peak = self._true_peak.finish()
+        for ch in range(self.channels):
+            self._close_run(ch)
+        mean = self._sum / frames
+        power = np.concatenate(self._frame_power) if self._frame_power else np.zeros(0)
+        return {
+            "duration": round(frames / self.sample_rate, 3),
+            "loudness": self._loudness(true_peak),
+            "sample_peak_dbfs": to_db(float(self._peak.max())),
+            "channel_peak_dbfs": [to_db(float(p)) for p in self._peak],
+            "dc_offset": [round(float(m), 6) for m in mean],
+            "clipping_ratio": round(self._clipped / (frames * self.channels), 6),
+            "noise_floor_dbfs": self._noise_floor(power),
+            "digital_silence_ratio": round(
+                float(np.mean(power <= 10 ** (SILENT_DBFS / 10))) if len(power) else 0.0, 4
+            ),
+            "silent_channels": [
+                ch for ch in range(self.channels) if self._peak[ch] < DEAD_CHANNEL_PEAK
+            ],
+            **self._bandwidth(),
+        }
+
+    def _loudness(self, true_peak: float) -> dict[str, Any]:
+        integrated = float(pyebur128.get_loudness_global(self._ebur))
+        try:
+            lra: float | None = float(pyebur128.get_loudness_range(self._ebur))
+        except (ValueError, RuntimeError):
+            lra = None
+        return {
+            "integrated_lufs": round(integrated, 2) if math.isfinite(integrated) else None,
+            "loudness_range_lu": round(lra, 2) if lra is not None and math.isfinite(lra) else None,
+            "true_peak_dbtp": to_db(true_peak),
+            "true_peak_oversampling": self._true_peak.factor,
+            "standard": "EBU R 128 / ITU-R BS.1770-4 (libebur128 "
+            + pyebur128.get_libebur128_version()
+            + ")",
+        }
+
+    def _noise_floor(self, power: NDArray[np.float64]) -> float | None:
+        """Level of the quietest passages: a low percentile of 50 ms frame RMS, in dBFS."""
+        audible = power[power > 10 ** (SILENT_DBFS / 10)]
+        if not len(audible):
+            return None
+        return to_db(float(np.percentile(audible, NOISE_FLOOR_PERCENTILE)), power=True)
+
+    def _bandwidth(self) -> dict[str, Any]:
+        state = self._spectrum
+        if state.frames == 0:
+            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None}
+        ltas = state.power / state.frames
+        freqs = np.fft.rfftfreq(SPECTRUM_FFT, 1 / self.sample_rate)
+        # Smooth over ~1/6 octave-ish fixed width so single bins never decide the edge.
+        smooth = np.convolve(ltas, np.ones(9) / 9, mode="same")
+        total = smooth.sum()
+        if total <= 0:
+            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None}
+        level = 10 * np.log10(np.maximum(smooth, 1e-30))
+        above = np.flatnonzero(level >= level.max() - BANDWIDTH_DROP_DB)
+        cumulative = np.cumsum(smooth) / total
+        return {
+            "effective_bandwidth_hz": round(float(freqs[above[-1]])),
+            "spectral_rolloff_99_hz": round(float(freqs[np.searchsorted(cumulative, 0.99)])),
+            "hum": _hum(ltas, freqs),
+        }
+
+
+def _hum(ltas: NDArray[np.float64], freqs: NDArray[np.floating[Any]]) -> dict[str, Any] | None:
+    """Mains hum: how far the 50 or 60 Hz bins (and harmonics) stand above their neighbours."""
+    best: dict[str, Any] | None = None
+    for mains in (50.0, 60.0):
+        prominence = []
+        for harmonic in (1, 2, 3):
+            f = mains * harmonic
+            i = round(f / float(freqs[1]))
+            if i + 6 >= len(ltas):
+                break
+            peak = ltas[max(0, i - 1) : i + 2].max()
+            neighbours = np.median(np.concatenate([ltas[i - 6 : i - 2], ltas[i + 3 : i + 7]]))
+            if neighbours > 0 and peak > 0:
+                prominence.append(10 * math.log10(peak / neighbours))
+        if prominence and (best is None or max(prominence) > best["prominence_db"]):
+            best = {"mains_hz": mains, "prominence_db": round(max(prominence), 1)}
+    return best
