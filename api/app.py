@@ -1,52 +1,112 @@
-"""The FastAPI application factory: health, metrics, live events and the dashboard."""
+"""The FastAPI application factory: analysis API, MAXXI, health, metrics, live events, dashboard."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import Response
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Match
 
 from api import health, live
+from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
+from api.routes import auth, maxxi, tasks
+from api.service import DB_ERRORS, Service
 from config.settings import Settings
 from config.version import VERSION
 from stream.runtime import Runtime
 
 STATIC_DIR = Path(str(resources.files("api") / "static"))
+logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, runtime: Runtime) -> FastAPI:
-    """Build the app; its lifespan starts ``runtime`` and stops it on shutdown."""
+def create_app(settings: Settings, runtime: Runtime, *, migrate: bool = True) -> FastAPI:
+    """Build the app; its lifespan starts the analysis service and ``runtime``.
+
+    ``migrate``: bring the database schema up to date at start-up (the all-in-one
+    ``run``); ``False`` only checks it and refuses to start if it is behind (``api``).
+    """
+
+    service = Service(settings, runtime.metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start(migrate=migrate)
+        app.state.service = service
         await runtime.start()
         try:
             yield
         finally:
             await runtime.stop()
+            await service.stop()
 
     app = FastAPI(
         title="heritage-audio",
         version=VERSION,
+        summary="Real-time audio analysis for museums, exhibitions and sound archives.",
         lifespan=lifespan,
         docs_url="/docs" if settings.ENVIRONMENT != "production" else None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = runtime
-    app.include_router(health.router)
-    app.include_router(live.router)
+    for router in (health.router, auth.router, tasks.router, maxxi.router, live.router):
+        app.include_router(router)
 
-    @app.get("/metrics", include_in_schema=True, response_class=Response, tags=["operations"])
-    def metrics() -> Response:
-        """Prometheus metrics in the text exposition format."""
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        logger.warning("%s %s: database unavailable (%s)", request.method, request.url.path, exc)
+        service.metrics.database_up.set(0)
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    for error in DB_ERRORS:
+        app.add_exception_handler(error, database_unavailable)
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_of(app, request)
+        service.metrics.http_requests.labels(request.method, route, response.status_code).inc()
+        service.metrics.http_duration.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        tags=["operations"],
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
+            **errors(401, 403),
+        },
+    )
+    async def metrics(request: Request, svc: ServiceDep) -> Response:
+        """Prometheus metrics: open to METRICS_ALLOW_NETWORKS, else any authenticated caller."""
+        if not in_networks(client_address(request), settings.METRICS_ALLOW_NETWORKS):
+            await authenticate(request, svc)
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # Last, so every route above wins: "/" is the dashboard, its files sit beside it.
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
     return app
+
+
+def _route_of(app: FastAPI, request: Request) -> str:
+    """The matched route's template (bounded label values), or 'other'."""
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return getattr(route, "path", "other") or "static"
+    return "other"

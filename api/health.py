@@ -1,22 +1,36 @@
-"""``GET /health``: is this process doing its job, and how is the machine."""
+"""Health: ``/health`` (everything, with a score), ``/health/live``, ``/health/ready``.
+
+``/health`` never fails with a 500: each dependency is checked with a short
+timeout and reported; when one the service cannot work without is down (the
+database; Redis when configured) the answer is 503 with ``Retry-After``.
+No authentication: orchestrators and load balancers call these.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import psutil
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from api.service import Service
 from config.settings import Settings
 from config.version import VERSION
 from stream.runtime import Runtime
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 _BAD_SOURCE_STATES = {"lost", "error"}
+CHECK_TIMEOUT_S = 2.0
+RETRY_AFTER_S = "10"
+HealthState = Literal["healthy", "degraded", "unhealthy"]
 
 
 class SystemMetrics(BaseModel):
@@ -27,15 +41,32 @@ class SystemMetrics(BaseModel):
     disk_free_gb: float
 
 
+class Check(BaseModel):
+    """One dependency: ``ok``, ``down``, or ``off`` when not configured."""
+
+    status: Literal["ok", "down", "off"]
+    detail: str = ""
+
+
+class JobsHealth(BaseModel):
+    backend: str
+    queued: int | None
+    running: int | None
+    workers: int | None
+
+
 class HealthResponse(BaseModel):
-    status: Literal["healthy", "degraded", "unhealthy"]
+    status: HealthState
     health_score: int
     version: str
     environment: str
     installation_id: str
     uptime_seconds: float
+    checks: dict[str, Check]
+    jobs: JobsHealth
     system_metrics: SystemMetrics
     sources: list[dict[str, Any]]
+    maxxi: dict[str, dict[str, Any]]
 
 
 def _existing(path: Path) -> Path:
@@ -57,12 +88,22 @@ def _system_metrics(data_dir: Path) -> SystemMetrics:
     )
 
 
-def health_score(sources: list[dict[str, Any]], system: SystemMetrics) -> int:
-    """100 when every source delivers audio and the machine has room; less for each problem."""
+def health_score(
+    sources: list[dict[str, Any]],
+    system: SystemMetrics,
+    checks: dict[str, Check] | None = None,
+    workers: int | None = None,
+) -> int:
+    """100 when everything works and the machine has room; less for each problem."""
     score = 100.0
     if sources:
         bad = sum(1 for s in sources if s["state"] in _BAD_SOURCE_STATES)
         score -= 60.0 * bad / len(sources)
+    for check in (checks or {}).values():
+        if check.status == "down":
+            score -= 50
+    if workers == 0:
+        score -= 20
     if system.disk_percent > 95:
         score -= 30
     elif system.disk_percent > 90:
@@ -72,24 +113,121 @@ def health_score(sources: list[dict[str, Any]], system: SystemMetrics) -> int:
     return max(0, round(score))
 
 
-@router.get("/health", response_model=HealthResponse)
-def get_health(request: Request) -> HealthResponse:
-    """Process and machine health with a 0-100 score; no authentication."""
+async def _check(name: str, probe: Any) -> tuple[str, Check]:
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await probe
+    except Exception as exc:  # every failure is a finding, never a 500
+        return name, Check(status="down", detail=f"{type(exc).__name__}: {exc}"[:300])
+    return name, Check(status="ok")
+
+
+async def _redis_ping(settings: Settings) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis(
+        host=settings.REDIS_HOST or "", port=settings.REDIS_PORT,
+        socket_timeout=CHECK_TIMEOUT_S, socket_connect_timeout=CHECK_TIMEOUT_S,
+    )  # fmt: skip
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def _jobs(service: Service) -> JobsHealth:
+    from api import jobs
+
+    queued = running = workers = None
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            counts = await jobs.status_counts(service.db)
+        queued, running = counts.get("queued", 0), counts.get("running", 0)
+    except Exception as exc:  # the database check reports it as down
+        logger.debug("health: job counts unavailable: %s", exc)
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            workers = await service.queue.workers()
+    except Exception as exc:
+        logger.debug("health: worker count unavailable: %s", exc)
+    return JobsHealth(backend=service.queue.kind, queued=queued, running=running, workers=workers)
+
+
+async def _maxxi(service: Service) -> dict[str, dict[str, Any]]:
+    from api.routes.maxxi import latest_statuses
+
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            return await latest_statuses(service)
+    except Exception:
+        return {}
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "A required dependency is down."}},
+)
+async def get_health(request: Request) -> JSONResponse:
+    """Database, Redis, jobs, workers, disk, sources and MAXXI status, with a 0-100 score."""
     runtime: Runtime = request.app.state.runtime
     settings: Settings = request.app.state.settings
+    service: Service = request.app.state.service
+    probes = [_check("database", service.db.ping())]
+    if settings.redis_enabled:
+        probes.append(_check("redis", _redis_ping(settings)))
+    checks = dict(await asyncio.gather(*probes))
+    checks.setdefault("redis", Check(status="off", detail="REDIS_HOST is not set"))
+    job_health, maxxi = await asyncio.gather(_jobs(service), _maxxi(service))
     sources = runtime.sources_status()
     system = _system_metrics(settings.HERITAGE_DATA_DIR)
-    score = health_score(sources, system)
-    status: Literal["healthy", "degraded", "unhealthy"] = (
-        "healthy" if score >= 80 else "degraded" if score >= 50 else "unhealthy"
+    score = health_score(sources, system, checks, job_health.workers)
+    down = any(c.status == "down" for c in checks.values())
+    state: HealthState = (
+        "unhealthy" if down or score < 50 else "healthy" if score >= 80 else "degraded"
     )
-    return HealthResponse(
-        status=status,
+    body = HealthResponse(
+        status=state,
         health_score=score,
         version=VERSION,
         environment=settings.ENVIRONMENT,
         installation_id=runtime.config.installation_id,
         uptime_seconds=round(time.monotonic() - runtime.started_at, 3),
+        checks=checks,
+        jobs=job_health,
         system_metrics=system,
         sources=sources,
+        maxxi=maxxi,
     )
+    headers = {"Retry-After": RETRY_AFTER_S} if down else None
+    return JSONResponse(body.model_dump(mode="json"), status_code=503 if down else 200,
+                        headers=headers)  # fmt: skip
+
+
+class Probe(BaseModel):
+    status: Literal["ok", "unavailable"]
+    detail: str = ""
+
+
+@router.get("/health/live", response_model=Probe)
+async def live() -> Probe:
+    """The process answers (for restart decisions: never depends on other services)."""
+    return Probe(status="ok")
+
+
+@router.get(
+    "/health/ready",
+    response_model=Probe,
+    responses={503: {"model": Probe, "description": "Database unreachable or schema behind."}},
+)
+async def ready(request: Request) -> JSONResponse:
+    """Ready for traffic: the database answers and its schema is current."""
+    service: Service = request.app.state.service
+    _, check = await _check("database", service.db.check_schema())
+    if check.status != "ok":
+        return JSONResponse(
+            Probe(status="unavailable", detail=check.detail).model_dump(),
+            status_code=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    return JSONResponse(Probe(status="ok").model_dump())

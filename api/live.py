@@ -10,8 +10,11 @@ Protocol:
   speaker, category, level), then live events as they happen.
 - Each client has a bounded queue; a client that cannot keep up loses its
   oldest events (counted), never slowing the others.
+- Outside ``development`` the client authenticates with ``?token=<JWT>``, an
+  ``Authorization: Bearer`` header or ``X-API-Key``; otherwise it is closed with 1008.
 - Close codes: 1000 the stream ended; 1007 a message that is not JSON;
-  1008 an invalid filter or action (the reason names it); 1012 server restart.
+  1008 an invalid filter or action, or no valid credentials (the reason says
+  which); 1012 server restart.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import json
 import logging
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from api.deps import authenticate
+from config.settings import Settings
 from sinks.bus import Subscription
 from sinks.hub import EventFilter, FilterError
 from stream.runtime import Runtime
@@ -65,11 +70,29 @@ async def _read_filters(websocket: WebSocket, runtime: Runtime, sub: Subscriptio
         sub.restart(accepts, runtime.live.snapshot(accepts))
 
 
+async def _authorised(websocket: WebSocket) -> bool:
+    """Outside ``development`` a token (``?token=`` or ``Authorization``) or API key is required."""
+    settings: Settings = websocket.app.state.settings
+    if settings.ENVIRONMENT == "development":
+        return True
+    service = getattr(websocket.app.state, "service", None)
+    try:
+        if service is None:
+            raise HTTPException(401, "the service is starting")
+        await authenticate(websocket, service, websocket.query_params.get("token"))
+    except HTTPException as exc:
+        await websocket.close(CLOSE_POLICY, f"unauthorised: {exc.detail}"[:120])
+        return False
+    return True
+
+
 @router.websocket("/ws/events")
 async def events(websocket: WebSocket) -> None:
     """Stream live events to one client until it leaves or the runtime stops."""
     runtime: Runtime = websocket.app.state.runtime
     await websocket.accept()
+    if not await _authorised(websocket):
+        return
     try:
         accepts = EventFilter.parse(websocket.query_params)
     except FilterError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from api import cli as service_cli
 from config.errors import ConfigError, format_validation_error
 from config.logging import setup_logging
 from config.pipeline import PipelineConfig, load_pipeline_config
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--config", type=Path, metavar="TOML", help="pipeline config")
 
     subscribe_cli.add_parser(sub)
+    service_cli.add_parsers(sub)
     return parser
 
 
@@ -128,14 +130,23 @@ def _check_sources(config: PipelineConfig) -> None:
         build_source(source_config).open()
 
 
-async def _serve(settings: Settings, config: PipelineConfig, host: str, port: int) -> int:
+async def serve(
+    settings: Settings,
+    config: PipelineConfig,
+    host: str,
+    port: int,
+    *,
+    migrate: bool = True,
+    stop_with_sources: bool = True,
+) -> int:
+    """Serve the app until interrupted (or, with ``stop_with_sources``, until sources end)."""
     import uvicorn
 
     from api.app import create_app
     from stream.runtime import Runtime
 
     runtime = Runtime(config, settings)
-    app = create_app(settings, runtime)
+    app = create_app(settings, runtime, migrate=migrate)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_config=None, ws_ping_interval=20)
     )
@@ -147,7 +158,9 @@ async def _serve(settings: Settings, config: PipelineConfig, host: str, port: in
         await asyncio.sleep(0.5)
         server.should_exit = True
 
-    watcher = asyncio.create_task(stop_when_sources_end())
+    watcher = asyncio.create_task(
+        stop_when_sources_end() if stop_with_sources else asyncio.Event().wait()
+    )
     shown = "localhost" if host in ("0.0.0.0", "::") else host  # noqa: S104
     logger.info("dashboard: http://%s:%d/", shown, port)
     try:
@@ -161,7 +174,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     config = _pipeline_config(args, settings)
     _check_sources(config)
     return asyncio.run(
-        _serve(settings, config, args.host or settings.HOST, args.port or settings.PORT)
+        serve(settings, config, args.host or settings.HOST, args.port or settings.PORT)
     )
 
 
@@ -231,6 +244,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "devices": cmd_devices,
     "analyze": cmd_analyze,
     "subscribe": subscribe_cli.cmd_subscribe,
+    **service_cli.COMMANDS,
 }
 
 

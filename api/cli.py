@@ -1,0 +1,222 @@
+"""Service commands: ``api``, ``worker``, ``db``, ``users``, ``keys``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import socket
+import sys
+from typing import Any
+
+from sqlalchemy import select
+
+from config.errors import ConfigError
+from config.settings import Settings
+from sinks.store import ApiKey, AuditEntry, Database, SchemaBehind, User, upgrade
+from sinks.store.database import head_revision
+from sinks.store.models import ROLES
+
+MIN_PASSWORD = 10
+
+
+def add_parsers(sub: Any) -> None:
+    """Register the service subcommands on the top-level parser."""
+    api = sub.add_parser(
+        "api",
+        help="serve the HTTP API and the WebSocket hub (no capture)",
+        description="The file-analysis API, MAXXI endpoints, health, metrics and WebSocket "
+        "hub. The database schema must be current (`heritage-audio db upgrade`).",
+    )
+    api.add_argument("--host", help="address to listen on (default: $HOST)")
+    api.add_argument("--port", type=int, help="port to listen on (default: $PORT)")
+
+    worker = sub.add_parser(
+        "worker",
+        help="execute file-analysis jobs from the Redis queue (Celery)",
+        description="A Celery worker for uploaded files. Needs REDIS_HOST; run more to scale out.",
+    )
+    worker.add_argument(
+        "--concurrency", type=int, help="jobs run at once (default: $WORKER_CONCURRENCY)"
+    )
+    worker.add_argument("--name", help="worker name (default: heritage@<hostname>)")
+
+    db = sub.add_parser("db", help="database schema migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_up = db_sub.add_parser("upgrade", help="apply migrations up to the newest (or --revision)")
+    db_up.add_argument("--revision", default="head", help="target revision (default: head)")
+    db_sub.add_parser("current", help="print the schema revision and the one this code needs")
+
+    users = sub.add_parser("users", help="manage people who log in")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser(
+        "add", help="add a user; the password is read from stdin (or asked for on a terminal)"
+    )
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, required=True)
+    users_sub.add_parser("list", help="list users and their roles")
+    remove = users_sub.add_parser("remove", help="delete a user")
+    remove.add_argument("name")
+
+    keys = sub.add_parser("keys", help="manage API keys for machines")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="create a key; its secret is printed once")
+    create.add_argument("name")
+    create.add_argument("--role", choices=ROLES, default="integration")
+    keys_sub.add_parser("list", help="list keys (never their secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("name")
+
+
+async def _checked_database(settings: Settings) -> Database:
+    """The database, if it answers and its schema is current; else a clear error."""
+    db = Database(settings, pooled=False)
+    try:
+        await db.check_schema()
+    except SchemaBehind as exc:
+        await db.close()
+        raise ConfigError(str(exc)) from None
+    except Exception as exc:
+        await db.close()
+        raise ConfigError(f"database {db.engine.url.render_as_string()}: {exc}") from None
+    return db
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    from config.pipeline import load_pipeline_config
+    from stream.cli import serve
+
+    asyncio.run(_checked_database(settings)).engine.sync_engine.dispose()
+    config = load_pipeline_config(settings.HERITAGE_CONFIG)
+    config = config.model_copy(update={"sources": [], "sinks": []})
+    return asyncio.run(
+        serve(
+            settings, config, args.host or settings.HOST, args.port or settings.PORT,
+            migrate=False, stop_with_sources=False,
+        )
+    )  # fmt: skip
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.redis_enabled:
+        raise ConfigError(
+            "REDIS_HOST is not set: without Redis, jobs run inside `heritage-audio api` "
+            "(or `run`); set REDIS_HOST to run separate workers"
+        )
+    asyncio.run(_checked_database(settings)).engine.sync_engine.dispose()
+    from api.worker import run_worker
+
+    concurrency = args.concurrency or settings.WORKER_CONCURRENCY
+    return run_worker(settings, concurrency, args.name or f"heritage@{socket.gethostname()}")
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    if args.db_command == "upgrade":
+        upgrade(settings, args.revision)
+        print(f"database schema at {args.revision}")
+        return 0
+
+    async def current() -> str | None:
+        db = Database(settings, pooled=False)
+        try:
+            return await db.current_revision()
+        finally:
+            await db.close()
+
+    now = asyncio.run(current())
+    head = head_revision(settings)
+    print(f"current: {now or 'empty'}\nneeded:  {head}")
+    return 0 if now == head else 1
+
+
+def _read_password(name: str) -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"password for {name}: ")
+        if first != getpass.getpass("again: "):
+            raise ConfigError("the passwords differ")
+        password = first
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < MIN_PASSWORD:
+        raise ConfigError(f"a password needs at least {MIN_PASSWORD} characters")
+    return password
+
+
+async def _users(args: argparse.Namespace, settings: Settings) -> int:
+    from api.security import hash_password
+
+    db = await _checked_database(settings)
+    try:
+        async with db.session() as session:
+            if args.users_command == "add":
+                if await session.scalar(select(User).where(User.username == args.name)):
+                    raise ConfigError(f"user {args.name!r} exists")
+                password_hash = hash_password(_read_password(args.name))
+                session.add(User(username=args.name, password_hash=password_hash, role=args.role))
+                session.add(AuditEntry(action="user.added", actor="cli", target=args.name))
+                print(f"added {args.name} ({args.role})")
+            elif args.users_command == "list":
+                for user in await session.scalars(select(User).order_by(User.username)):
+                    state = " (disabled)" if user.disabled else ""
+                    print(f"{user.username}\t{user.role}{state}")
+            else:
+                found = await session.scalar(select(User).where(User.username == args.name))
+                if found is None:
+                    raise ConfigError(f"no user {args.name!r}")
+                await session.delete(found)
+                session.add(AuditEntry(action="user.deleted", actor="cli", target=args.name))
+                print(f"removed {args.name}")
+    finally:
+        await db.close()
+    return 0
+
+
+async def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from api.security import new_api_key
+
+    db = await _checked_database(settings)
+    try:
+        async with db.session() as session:
+            if args.keys_command == "create":
+                if await session.scalar(select(ApiKey).where(ApiKey.name == args.name)):
+                    raise ConfigError(f"key {args.name!r} exists")
+                secret, prefix, key_hash = new_api_key()
+                session.add(
+                    ApiKey(name=args.name, prefix=prefix, key_hash=key_hash, role=args.role)
+                )
+                session.add(AuditEntry(action="key.created", actor="cli", target=args.name))
+                print(secret)
+                print(f"(key {args.name!r}, role {args.role}: shown once, store it now)",
+                      file=sys.stderr)  # fmt: skip
+            elif args.keys_command == "list":
+                for key in await session.scalars(select(ApiKey).order_by(ApiKey.name)):
+                    used = key.last_used_at.isoformat() if key.last_used_at else "never"
+                    state = "revoked" if key.revoked else "active"
+                    print(f"{key.name}\t{key.role}\t{key.prefix}...\t{state}\tlast used {used}")
+            else:
+                target = await session.scalar(select(ApiKey).where(ApiKey.name == args.name))
+                if target is None:
+                    raise ConfigError(f"no key {args.name!r}")
+                target.revoked = True
+                session.add(AuditEntry(action="key.revoked", actor="cli", target=args.name))
+                print(f"revoked {args.name}")
+    finally:
+        await db.close()
+    return 0
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_users(args, settings))
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(_keys(args, settings))
+
+
+COMMANDS = {
+    "api": cmd_api,
+    "worker": cmd_worker,
+    "db": cmd_db,
+    "users": cmd_users,
+    "keys": cmd_keys,
+}

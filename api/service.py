@@ -1,0 +1,188 @@
+"""The file-analysis service of one API process: store, uploads, job queue, upkeep.
+
+Built in the app's lifespan. It owns the database engine, chooses the job
+queue (Celery when Redis is configured, else in-process), re-queues jobs left
+behind by a crash or a dead worker, and keeps the job metrics current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from api import jobs
+from api.queue import CeleryQueue, InProcessQueue, JobQueue
+from api.security import signing_key
+from config.settings import Settings
+from sinks.store import BlobStore, Database, upgrade
+from sinks.store.models import JOB_STATUSES, utcnow
+
+logger = logging.getLogger(__name__)
+
+UPKEEP_S = 5.0
+DB_ERRORS: tuple[type[Exception], ...]
+
+
+def _db_errors() -> tuple[type[Exception], ...]:
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return (OperationalError, DBAPIError, PoolTimeout, OSError, TimeoutError)
+
+
+DB_ERRORS = _db_errors()
+"""What a database that is down or unreachable raises: answered with 503, never 500."""
+
+
+class ServiceMetrics:
+    """Job and HTTP families, registered beside the pipeline's in one registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.jobs = Counter(
+            "heritage_jobs", "File-analysis jobs finished, by outcome.", ["status"], registry=r
+        )
+        self.job_duration = Histogram(
+            "heritage_job_duration_seconds",
+            "Wall time from start to end of a file-analysis job.",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "heritage_job_queue_depth", "File-analysis jobs waiting to run.", registry=r
+        )
+        self.jobs_running = Gauge(
+            "heritage_jobs_running", "File-analysis jobs being run now.", registry=r
+        )
+        self.workers = Gauge("heritage_job_workers", "Workers able to run jobs.", registry=r)
+        self.requeued = Counter(
+            "heritage_jobs_requeued", "Jobs queued again after their worker went away.", registry=r
+        )
+        self.http_requests = Counter(
+            "heritage_http_requests",
+            "HTTP requests answered, by method, route and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "heritage_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.database_up = Gauge(
+            "heritage_database_up", "1 while the database answers.", registry=r
+        )
+
+
+def completion_hook(settings: Settings) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """What happens after a job completes: the MAXXI archive copy and callback."""
+
+    async def on_complete(task_id: str, document: dict[str, Any]) -> None:
+        if not settings.MAXXI_COMPATIBILITY_MODE:
+            return
+        from sinks.maxxi import MAXXIConnector
+
+        connector = MAXXIConnector(settings)
+        export = connector.format_for_maxxi(document)
+        await asyncio.to_thread(connector.store_in_archive, export)
+        if settings.MAXXI_CALLBACK_URL:
+            await asyncio.to_thread(connector.notify, task_id, export)
+
+    return on_complete
+
+
+class Service:
+    """Everything the HTTP routes need, for the life of one API process."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.db = Database(settings)
+        self.blobs = BlobStore(settings.HERITAGE_DATA_DIR / "uploads")
+        self.signing_key = signing_key(settings)
+        self.metrics = ServiceMetrics(registry)
+        self.on_complete = completion_hook(settings)
+        self.queue: JobQueue = (
+            CeleryQueue(settings)
+            if settings.redis_enabled
+            else InProcessQueue(self.run_job, settings.WORKER_CONCURRENCY)
+        )
+        self.database_ok = False
+        self._unsent: dict[str, int] = {}
+        self._upkeep: asyncio.Task[None] | None = None
+        self._seen_until: datetime = utcnow()
+
+    async def start(self, *, migrate: bool) -> None:
+        """Bring the schema up (``migrate``) or check it, then re-queue what was left behind."""
+        if migrate:
+            await asyncio.to_thread(upgrade, self.settings)
+        await self.db.check_schema()
+        self.database_ok = True
+        await self.queue.start()
+        # Jobs a crash left running, and every queued job (a restarted broker may have
+        # lost its messages; a duplicate delivery is harmless), go back to the queue.
+        for task_id, priority in await jobs.requeue_stale(self.db) + await jobs.queued(self.db):
+            await self.submit(task_id, priority)
+        self._upkeep = asyncio.create_task(self._upkeep_loop(), name="job-upkeep")
+
+    async def stop(self) -> None:
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._upkeep
+        await self.queue.stop()
+        await self.db.close()
+
+    async def run_job(self, task_id: str) -> None:
+        """Executor body of the in-process queue."""
+        await jobs.execute(self.db, self.settings, task_id, on_complete=self.on_complete)
+
+    async def submit(self, task_id: str, priority: int) -> None:
+        """Hand a durable job to the queue; if that fails, upkeep retries it."""
+        try:
+            await self.queue.submit(task_id, priority)
+        except Exception as exc:
+            logger.warning("job %s stays queued: the queue is unreachable (%s)", task_id, exc)
+            self._unsent[task_id] = priority
+        else:
+            self._unsent.pop(task_id, None)
+
+    async def _upkeep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(UPKEEP_S)
+            try:
+                await self.upkeep()
+            except DB_ERRORS as exc:
+                self.database_ok = False
+                self.metrics.database_up.set(0)
+                logger.warning("job upkeep: database unavailable (%s)", exc)
+            except Exception:
+                logger.exception("job upkeep failed")
+
+    async def upkeep(self) -> None:
+        """Re-queue abandoned jobs, retry unsent ones, refresh the job metrics."""
+        for task_id, priority in await jobs.requeue_stale(self.db):
+            self.metrics.requeued.inc()
+            await self.submit(task_id, priority)
+        for task_id, priority in list(self._unsent.items()):
+            await self.submit(task_id, priority)
+        counts = await jobs.status_counts(self.db)
+        self.database_ok = True
+        self.metrics.database_up.set(1)
+        self.metrics.queue_depth.set(counts.get("queued", 0))
+        self.metrics.jobs_running.set(counts.get("running", 0))
+        with contextlib.suppress(Exception):
+            self.metrics.workers.set(await self.queue.workers())
+        for status, seconds, completed_at in await jobs.completed_since(self.db, self._seen_until):
+            if status in JOB_STATUSES:
+                self.metrics.jobs.labels(status).inc()
+            if seconds is not None:
+                self.metrics.job_duration.observe(seconds)
+            self._seen_until = max(self._seen_until, completed_at)

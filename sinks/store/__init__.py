@@ -1,0 +1,37 @@
+"""The store: database models, sessions, migrations and content-addressed upload files.
+
+SQLite under the data directory by default (aiosqlite); PostgreSQL (asyncpg)
+when ``DB_HOST`` is set. The schema is owned by Alembic (``heritage-audio db
+upgrade``); the database is the source of truth for every job's state.
+"""
+
+from sinks.store.blobs import BlobStore
+from sinks.store.database import Database, SchemaBehind, database_url, upgrade
+from sinks.store.models import (
+    ApiKey,
+    AuditEntry,
+    Base,
+    MaxxiFeedback,
+    MaxxiStatus,
+    Result,
+    SpeakerProfile,
+    Task,
+    User,
+)
+
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "BlobStore",
+    "Database",
+    "MaxxiFeedback",
+    "MaxxiStatus",
+    "Result",
+    "SchemaBehind",
+    "SpeakerProfile",
+    "Task",
+    "User",
+    "database_url",
+    "upgrade",
+]

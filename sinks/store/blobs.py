@@ -1,0 +1,54 @@
+"""Uploaded files, stored once per content hash, written atomically."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+
+class BlobStore:
+    """``<root>/<aa>/<sha256>``: identical uploads share one file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+        return self.root / sha256[:2] / sha256
+
+    def incoming(self) -> tuple[BinaryIO, Path]:
+        """A new temporary file on the same file system, for an upload being received."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
+        return os.fdopen(fd, "w+b"), Path(name)
+
+    def commit(self, handle: BinaryIO, temp: Path, sha256: str) -> Path:
+        """Make the received file durable under its hash (or drop it if already stored)."""
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        final = self.path(sha256)
+        if final.exists():
+            temp.unlink(missing_ok=True)
+            return final
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return final
+
+    @staticmethod
+    def discard(handle: BinaryIO, temp: Path) -> None:
+        with contextlib.suppress(OSError):
+            handle.close()
+        temp.unlink(missing_ok=True)
+
+    def remove(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
