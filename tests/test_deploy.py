@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -474,14 +475,26 @@ def test_the_image_is_multi_stage_slim_non_root_with_portaudio() -> None:
     assert json.loads(cmd) == ["heritage-audio", "api"]
 
 
-def test_the_build_context_holds_the_packages_and_nothing_else() -> None:
+PACKAGES = ("config/", "stream/", "detectors/", "sinks/", "api/")
+
+
+def _build_context() -> set[str]:
+    """Paths `docker build` sends, by the rules of .dockerignore (docker-py applies them)."""
     patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]  # fmt: skip
-    context = exclude_paths(str(ROOT), patterns)
-    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, check=True,
-                             cwd=ROOT).stdout.split()  # fmt: skip
-    packages = ("config/", "stream/", "detectors/", "sinks/", "api/")
-    needed = [p for p in tracked if p.startswith(packages)]
+    context: set[str] = exclude_paths(str(ROOT), patterns)
+    return context
+
+
+def _tracked(*prefixes: str) -> list[str]:
+    files = subprocess.run(["git", "ls-files", *prefixes], capture_output=True, text=True,
+                           check=True, cwd=ROOT).stdout.split()  # fmt: skip
+    return [f for f in files if (ROOT / f).exists()]
+
+
+def test_the_build_context_holds_the_packages_and_nothing_else() -> None:
+    context = _build_context()
+    needed = _tracked(*PACKAGES)
     needed += ["pyproject.toml", "README.md", "LICENSE", "NOTICE"]
     missing = [p for p in needed if p not in context]
     assert not missing, f"the image would miss {missing}"
@@ -490,6 +503,28 @@ def test_the_build_context_holds_the_packages_and_nothing_else() -> None:
         assert "__pycache__" not in path
     size = sum((ROOT / p).stat().st_size for p in context if (ROOT / p).is_file())
     assert size < 25e6, f"build context of {size / 1e6:.1f} MB"
+
+
+def test_the_image_build_installs_every_package_file(tmp_path: Path) -> None:
+    # The build stage's `pip install .`, on exactly the files the context holds: a module or
+    # data file (model, migration, dashboard page) missing from the image fails here.
+    context = tmp_path / "context"
+    for path in _build_context():
+        if (ROOT / path).is_file():
+            (context / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / path, context / path)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+         str(tmp_path / "wheel"), str(context)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "wheel").glob("heritage_audio-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        installed = set(archive.namelist())
+    missing = [f for f in _tracked(*PACKAGES) if f not in installed]
+    assert not missing, f"the image would lack {missing}"
+    assert not [f for f in installed if f.startswith(("tests/", "bench/", "tools/"))]
 
 
 # --- Grafana dashboard ----------------------------------------------------------------------
