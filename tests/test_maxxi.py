@@ -1,0 +1,269 @@
+"""MAXXI connector: export formats, atomic archive writes, signed callbacks to a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from config.settings import Settings
+from detectors.metadata import validate_oai_dc
+from sinks.maxxi import (
+    DELIVERY_HEADER,
+    EXPORT_SCHEMA,
+    SIGNATURE_HEADER,
+    CallbackError,
+    MAXXIConnector,
+    sign,
+    verify_signature,
+)
+from stream.analyze import analyze_file
+from tests.conftest import DATA, free_port
+
+SECRET = "maxxi-test-secret"
+EXPORTED_AT = datetime(2026, 11, 24, 7, 30, tzinfo=UTC).timestamp()
+
+
+@pytest.fixture(scope="module")
+def result() -> dict[str, Any]:
+    """A real result document, with the sections other detectors add when they run."""
+    document = analyze_file(DATA / "vad_clean.flac")
+    document["results"].setdefault(
+        "heritage_classification",
+        {"predicted_category": "spoken_word", "confidence": 0.91,
+         "scores": {"spoken_word": 0.91, "historical_speech": 0.09}, "timeline": []},
+    )  # fmt: skip
+    return document
+
+
+def connector(tmp_path: Path, **settings: Any) -> MAXXIConnector:
+    values = {"MAXXI_OUTPUT_DIR": tmp_path / "archive", "MAXXI_CALLBACK_SECRET": SECRET}
+    return MAXXIConnector(
+        Settings(**(values | settings)), max_attempts=4, backoff_s=0.01, clock=lambda: EXPORTED_AT
+    )
+
+
+def test_json_export_carries_dublin_core_category_speakers_and_provenance(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    c = connector(tmp_path)
+    export = c.format_for_maxxi(result)
+    assert export["schema"] == EXPORT_SCHEMA
+    assert export["task_id"] == result["task_id"]
+    assert export["exported_at"] == "2026-11-24T07:30:00+00:00"
+    assert len(export["dublin_core"]) == 15
+    assert export["dublin_core"]["type"] == ["Sound"]
+    assert export["heritage"]["predicted_category"] == "spoken_word"
+    assert export["speakers"]["speakers_detected"] == len(export["speakers"]["speakers"])
+    assert export["provenance"] == result["provenance"]
+    body, media_type = c.serialize(export, "json")
+    assert media_type == "application/json"
+    assert json.loads(body) == export
+
+
+def test_xml_export_is_well_formed_and_embeds_a_valid_oai_dc_record(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    c = connector(tmp_path, MAXXI_OUTPUT_FORMAT="xml")
+    body, media_type = c.serialize(c.format_for_maxxi(result))
+    assert media_type == "application/xml"
+    root = etree.fromstring(body)
+    ns = {
+        "m": "urn:heritage-audio:maxxi-export:1",
+        "oai_dc": "http://www.openarchives.org/OAI/2.0/oai_dc/",
+    }
+    assert root.findtext("m:taskId", namespaces=ns) == result["task_id"]
+    record = root.find("m:metadata/oai_dc:dc", ns)
+    assert record is not None
+    assert validate_oai_dc(etree.tostring(record)) == []
+    scores = {s.get("category"): float(s.text) for s in root.iterfind("m:heritage/m:score", ns)}
+    assert scores["spoken_word"] == pytest.approx(0.91)
+
+
+def test_unknown_format_is_a_value_error(tmp_path: Path, result: dict[str, Any]) -> None:
+    c = connector(tmp_path)
+    with pytest.raises(ValueError, match="yaml"):
+        c.serialize(c.format_for_maxxi(result), "yaml")
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_store_writes_year_month_task_layout_and_nothing_else(
+    tmp_path: Path, result: dict[str, Any], fmt: str
+) -> None:
+    c = connector(tmp_path, MAXXI_OUTPUT_FORMAT=fmt)
+    export = c.format_for_maxxi(result)
+    path = c.store_in_archive(export)
+    assert path == tmp_path / "archive" / "2026" / "11" / f"{result['task_id']}.{fmt}"
+    assert path.read_bytes() == c.serialize(export)[0]
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_a_failed_write_leaves_no_partial_file_and_keeps_the_previous_export(
+    tmp_path: Path, result: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = connector(tmp_path)
+    export = c.format_for_maxxi(result)
+    path = c.store_in_archive(export)
+    before = path.read_bytes()
+    seen_temp: list[str] = []
+
+    def failing_fsync(fd: int) -> None:
+        # The disk fills up just as the new version is being flushed.
+        seen_temp.extend(p.name for p in path.parent.iterdir() if p.name != path.name)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="No space"):
+        c.store_in_archive(export | {"dublin_core": {"title": ["changed"]}})
+    monkeypatch.undo()
+    # The new bytes were only ever in a hidden temporary file, which is gone now.
+    assert len(seen_temp) == 1
+    assert seen_temp[0].startswith(f".{result['task_id']}.")
+    assert seen_temp[0].endswith(".tmp")
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert path.read_bytes() == before
+
+
+def test_a_task_id_that_is_not_a_uuid_never_names_a_file(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    c = connector(tmp_path)
+    export = c.format_for_maxxi(result) | {"task_id": "../../etc/passwd"}
+    with pytest.raises(ValueError, match="not a UUID"):
+        c.store_in_archive(export)
+    assert not (tmp_path / "archive").exists()
+
+
+@dataclass
+class Recorder:
+    """What a scripted MAXXI endpoint received; it answers with ``statuses`` in turn."""
+
+    statuses: list[int]
+    requests: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+def maxxi_server() -> Iterator[tuple[str, Recorder]]:
+    recorder = Recorder(statuses=[])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            recorder.requests.append((dict(self.headers.items()), body))
+            status = recorder.statuses.pop(0) if recorder.statuses else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            del format, args
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/callback", recorder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_signed_callback_is_received_and_verifies(
+    tmp_path: Path, result: dict[str, Any], maxxi_server: tuple[str, Recorder]
+) -> None:
+    url, recorder = maxxi_server
+    c = connector(tmp_path, MAXXI_CALLBACK_URL=url)
+    export = c.format_for_maxxi(result)
+    assert c.notify(result["task_id"], export) == 200
+    [(headers, body)] = recorder.requests
+    assert verify_signature(body, headers, SECRET, now=EXPORTED_AT)
+    assert json.loads(body) == export
+    assert headers["X-Heritage-Task-Id"] == result["task_id"]
+
+
+def test_callback_retries_503_then_succeeds_with_one_delivery_id(
+    tmp_path: Path, result: dict[str, Any], maxxi_server: tuple[str, Recorder]
+) -> None:
+    url, recorder = maxxi_server
+    recorder.statuses = [503, 503, 200]
+    c = connector(tmp_path, MAXXI_CALLBACK_URL=url)
+    assert c.notify(result["task_id"], {"task_id": result["task_id"]}) == 200
+    assert len(recorder.requests) == 3
+    assert len({h[DELIVERY_HEADER] for h, _ in recorder.requests}) == 1
+    assert all(verify_signature(b, h, SECRET, now=EXPORTED_AT) for h, b in recorder.requests)
+
+
+def test_callback_does_not_retry_a_400(
+    tmp_path: Path, result: dict[str, Any], maxxi_server: tuple[str, Recorder]
+) -> None:
+    url, recorder = maxxi_server
+    recorder.statuses = [400]
+    c = connector(tmp_path, MAXXI_CALLBACK_URL=url)
+    with pytest.raises(CallbackError) as raised:
+        c.notify(result["task_id"], {"task_id": result["task_id"]})
+    assert raised.value.status == 400
+    assert len(recorder.requests) == 1
+
+
+def test_callback_gives_up_after_the_last_attempt_when_maxxi_is_down(
+    tmp_path: Path, result: dict[str, Any], maxxi_server: tuple[str, Recorder]
+) -> None:
+    url, recorder = maxxi_server
+    recorder.statuses = [503] * 10
+    c = connector(tmp_path, MAXXI_CALLBACK_URL=url)
+    with pytest.raises(CallbackError) as raised:
+        c.notify(result["task_id"], {})
+    assert raised.value.status == 503
+    assert len(recorder.requests) == c.max_attempts
+
+
+def test_unreachable_callback_is_retried_then_reported(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    c = connector(tmp_path, MAXXI_CALLBACK_URL=f"http://127.0.0.1:{free_port()}/callback")
+    with pytest.raises(CallbackError, match="unreachable"):
+        c.notify(result["task_id"], {})
+
+
+def test_no_callback_url_means_no_request(tmp_path: Path, result: dict[str, Any]) -> None:
+    assert connector(tmp_path).notify(result["task_id"], {}) is None
+
+
+def test_secret_key_signs_when_no_callback_secret_is_set(
+    tmp_path: Path, result: dict[str, Any], maxxi_server: tuple[str, Recorder]
+) -> None:
+    url, recorder = maxxi_server
+    c = connector(
+        tmp_path, MAXXI_CALLBACK_URL=url, MAXXI_CALLBACK_SECRET=None, SECRET_KEY="app-key"
+    )
+    c.notify(result["task_id"], {})
+    [(headers, body)] = recorder.requests
+    assert verify_signature(body, headers, "app-key", now=EXPORTED_AT)
+    assert not verify_signature(body, headers, SECRET, now=EXPORTED_AT)
+    unsigned = connector(tmp_path, MAXXI_CALLBACK_URL=url, MAXXI_CALLBACK_SECRET=None)
+    with pytest.raises(ValueError, match="SECRET_KEY"):
+        unsigned.notify(result["task_id"], {})
+
+
+def test_verify_signature_rejects_tampering_wrong_keys_and_replays() -> None:
+    body = b'{"task_id": "x"}'
+    headers = {SIGNATURE_HEADER: sign(body, SECRET.encode(), 1_000_000)}
+    assert verify_signature(body, headers, SECRET, now=1_000_010)
+    assert verify_signature(body, {k.lower(): v for k, v in headers.items()}, SECRET, now=1_000_010)
+    assert not verify_signature(body + b" ", headers, SECRET, now=1_000_010)
+    assert not verify_signature(body, headers, "other", now=1_000_010)
+    assert not verify_signature(body, headers, SECRET, now=1_000_000 + 301)  # replayed later
+    assert not verify_signature(body, {}, SECRET, now=1_000_010)
+    assert not verify_signature(body, {SIGNATURE_HEADER: "t=abc,v1=00"}, SECRET, now=1_000_010)
+    # Re-stamping a captured signature with a fresh time breaks it.
+    forged = headers[SIGNATURE_HEADER].replace("t=1000000", "t=1000500")
+    assert not verify_signature(body, {SIGNATURE_HEADER: forged}, SECRET, now=1_000_500)
