@@ -34,6 +34,7 @@ RUN groupadd --system --gid 10001 heritage \
        --home-dir /var/lib/heritage-audio --shell /usr/sbin/nologin heritage \
     && install -d -o heritage -g heritage -m 0750 /var/lib/heritage-audio /var/lib/heritage-audio/maxxi
 COPY --from=build /opt/heritage-audio/venv /opt/heritage-audio/venv
+# The root file system may be read-only (compose): numba (librosa) caches in /tmp.
 ENV PATH=/opt/heritage-audio/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -41,7 +42,8 @@ ENV PATH=/opt/heritage-audio/venv/bin:$PATH \
     PORT=8000 \
     LOG_FORMAT=json \
     HERITAGE_DATA_DIR=/var/lib/heritage-audio \
-    MAXXI_OUTPUT_DIR=/var/lib/heritage-audio/maxxi
+    MAXXI_OUTPUT_DIR=/var/lib/heritage-audio/maxxi \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 WORKDIR /var/lib/heritage-audio
 VOLUME ["/var/lib/heritage-audio"]
 USER 10001:10001
