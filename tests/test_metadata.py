@@ -12,7 +12,7 @@ import soundfile as sf
 
 from detectors.metadata import ELEMENTS, generate_metadata, validate_oai_dc
 from detectors.metadata.dublin_core import iso_duration
-from tests.conftest import DATA
+from tests.conftest import DATA, truth
 
 RATE = 48_000
 
@@ -310,3 +310,14 @@ def test_analyze_file_includes_the_metadata_section() -> None:
         result["results"]["voice_activity"]["speech_ratio"], abs=0.05
     )
     assert f"urn:uuid:{result['task_id']}" in meta["dublin_core"]["elements"]["identifier"]
+
+
+def test_library_entry_point_finds_speech_itself() -> None:
+    from detectors.metadata import MetadataGenerator
+
+    for name in ("vad_clean.flac", "vad_music.flac"):
+        meta = MetadataGenerator().generate_comprehensive_metadata(DATA / name)
+        known = truth(name)
+        speech = sum(end - start for start, end in known["speech"]) / known["duration"]
+        assert meta["content"]["ratios"]["speech"] == pytest.approx(speech, abs=0.05), name
+        assert validate_oai_dc(meta["dublin_core"]["oai_dc"]) == []

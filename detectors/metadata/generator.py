@@ -31,6 +31,9 @@ from detectors.metadata.dublin_core import (
 from detectors.metadata.riff import read_chunks
 from detectors.metadata.tags import cultural_tags
 from detectors.metadata.technical import TechnicalMeter
+from detectors.vad import VadConfig, VadDetector
+from stream.events import Event, SpeechEnded
+from stream.windowing import Windower
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +58,42 @@ def _container(info: Any) -> dict[str, Any]:
     }
 
 
+class _SpeechFinder:
+    """The shipped VAD over the 16 kHz signal, for callers without a ``voice_activity``."""
+
+    def __init__(self) -> None:
+        self._vad = VadDetector(VadConfig(), channel=0, sample_rate=RATE)
+        window, hop = self._vad.window_samples()
+        self._windower = Windower(window, hop, channel=0, sample_rate=RATE)
+        self.segments: list[dict[str, float]] = []
+
+    def feed(self, chunk: NDArray[np.float32]) -> None:
+        for window in self._windower.push(chunk):
+            self._collect(self._vad.process(window))
+
+    def finish(self) -> dict[str, Any]:
+        self._collect(self._vad.finish(self._windower.position / RATE))
+        return {"segments": self.segments}
+
+    def _collect(self, events: list[Event]) -> None:
+        self.segments += [
+            {"start": e.t_start, "end": e.t_end} for e in events if isinstance(e, SpeechEnded)
+        ]
+
+
 def _analyse(
-    path: Path, samples_16k: NDArray[np.float32] | None
+    path: Path, samples_16k: NDArray[np.float32] | None, speech: _SpeechFinder | None = None
 ) -> tuple[dict[str, Any], ContentAnalyzer, Any]:
     """Read ``path`` once; return the technical measures, the fed content analyzer, sf info."""
     info = sf.info(str(path))
     meter = TechnicalMeter(int(info.samplerate), int(info.channels))
-    content = ContentAnalyzer()
+    analyzer = ContentAnalyzer()
+
+    def feed_16k(chunk: NDArray[np.float32]) -> None:
+        analyzer.feed(chunk)
+        if speech is not None:
+            speech.feed(chunk)
+
     resampler = (
         None
         if samples_16k is not None
@@ -73,15 +105,15 @@ def _analyse(
             meter.feed(block)
             if resampler is not None:
                 mono = block.mean(axis=1, dtype=np.float32)
-                content.feed(resampler.resample_chunk(mono))
+                feed_16k(resampler.resample_chunk(mono))
     if resampler is not None:
-        content.feed(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        feed_16k(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
     elif samples_16k is not None:
         for i in range(0, len(samples_16k), BLOCK_FRAMES):
-            content.feed(np.asarray(samples_16k[i : i + BLOCK_FRAMES], dtype=np.float32))
+            feed_16k(np.asarray(samples_16k[i : i + BLOCK_FRAMES], dtype=np.float32))
     technical = {**_container(info), **meter.result()}
     technical["file_size_bytes"] = path.stat().st_size
-    return technical, content, info
+    return technical, analyzer, info
 
 
 def _description(technical: dict[str, Any], content: dict[str, Any],
@@ -117,6 +149,7 @@ def generate_metadata(
     curator: dict[str, Any] | None = None,
     identifier: str | None = None,
     sha256: str | None = None,
+    detect_speech: bool = False,
 ) -> dict[str, Any]:
     """The ``metadata_generation`` section for the audio file at ``path``.
 
@@ -125,10 +158,14 @@ def generate_metadata(
     ratio); ``heritage``: its ``heritage_classification`` (genre, subject);
     ``curator``: Dublin Core elements supplied with the upload (they win over
     generated ones; an unknown element name is a ``ValueError``); ``identifier``:
-    e.g. the task id; ``sha256``: the file's hash if already known.
+    e.g. the task id; ``sha256``: the file's hash if already known; ``detect_speech``:
+    run the shipped VAD for the speech ratio when no ``voice_activity`` is given.
     """
     curator_fields = check_curator_fields(curator)
-    technical, analyzer, info = _analyse(path, samples_16k)
+    speech = _SpeechFinder() if detect_speech and voice_activity is None else None
+    technical, analyzer, info = _analyse(path, samples_16k, speech)
+    if speech is not None:
+        voice_activity = speech.finish()
     chunks = read_chunks(path)
     technical["bext"], technical["riff_info"] = chunks["bext"], chunks["info"]
     if "error" in chunks:
@@ -181,24 +218,18 @@ def _sha256(path: Path) -> str:
 
 
 class MetadataGenerator:
-    """The product brief's entry point for library users and existing MAXXI scripts."""
+    """The product brief's entry point for library users and existing MAXXI scripts.
+
+    Runs the shipped VAD for the speech ratio. The genre (heritage category) needs the
+    full analysis: ``stream.analyze.analyze_file`` fills every section, this one included.
+    """
 
     def __init__(self, curator: dict[str, Any] | None = None) -> None:
         self.curator = curator
 
     def generate_comprehensive_metadata(self, path: str | Path) -> dict[str, Any]:
-        """Metadata of one file, with voice activity from the shipped VAD for the speech ratio."""
-        from stream.analyze import analyze_file  # the full pipeline lives above detectors
-
-        result = analyze_file(Path(path))
-        return generate_metadata(
-            Path(path),
-            voice_activity=result["results"].get("voice_activity"),
-            heritage=result["results"].get("heritage_classification"),
-            curator=self.curator,
-            identifier=result["task_id"],
-            sha256=result["audio_info"].get("sha256"),
-        )
+        """Technical, content, cultural-tag and Dublin Core metadata of one audio file."""
+        return generate_metadata(Path(path), curator=self.curator, detect_speech=True)
 
 
 def metadata_for_result(
