@@ -1,0 +1,75 @@
+"""``results.heritage_classification`` of a file from the detector's events."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from detectors.base import DetectorConfig
+from detectors.heritage.detector import HeritageConfig
+from stream.events import HERITAGE_CATEGORIES, Event, HeritageClassified
+
+
+def with_heritage(detectors: Sequence[DetectorConfig]) -> list[DetectorConfig]:
+    """The detectors of a file analysis: the configured ones, plus heritage if absent."""
+    found = any(isinstance(d, HeritageConfig) for d in detectors)
+    return list(detectors) if found else [*detectors, HeritageConfig()]
+
+
+def heritage_classification(events: Iterable[Event]) -> dict[str, Any]:
+    """Whole-file category (mean of the windows' scores), its scores, and a timeline.
+
+    Windows of several channels that cover the same span are averaged first. The
+    timeline gives each window the stretch since the previous one ended and merges
+    neighbours of the same category. With no classifiable audio (too short, silent)
+    the category is ``null`` and the scores are zero.
+    """
+    spans: dict[tuple[float, float], list[np.ndarray]] = defaultdict(list)
+    labels: dict[tuple[float, float], set[str]] = defaultdict(set)
+    for e in events:
+        if isinstance(e, HeritageClassified):
+            row = dict.fromkeys(HERITAGE_CATEGORIES, 0.0) | {str(k): v for k, v in e.scores.items()}
+            spans[(e.t_start, e.t_end)].append(np.array([row[c] for c in HERITAGE_CATEGORIES]))
+            labels[(e.t_start, e.t_end)].add(e.category)
+    if not spans:
+        return {
+            "predicted_category": None,
+            "confidence": 0.0,
+            "scores": dict.fromkeys(HERITAGE_CATEGORIES, 0.0),
+            "timeline": [],
+        }
+    ordered = sorted(spans.items(), key=lambda item: item[0][1])
+    per_window = np.stack([np.mean(scores, axis=0) for _, scores in ordered])
+    mean = per_window.mean(axis=0)
+    best = int(np.argmax(mean))
+    timeline: list[dict[str, Any]] = []
+    previous_end = ordered[0][0][0]
+    confidences: list[float] = []
+    for (span, _), scores in zip(ordered, per_window, strict=True):
+        end = span[1]
+        # The detector's steadied label when the channels agree, else the averaged leader.
+        agreed = labels[span]
+        label = (
+            next(iter(agreed)) if len(agreed) == 1 else HERITAGE_CATEGORIES[int(np.argmax(scores))]
+        )
+        if timeline and timeline[-1]["category"] == label:
+            timeline[-1]["end"] = round(end, 3)
+            confidences.append(float(scores[HERITAGE_CATEGORIES.index(label)]))
+        else:
+            if timeline:
+                timeline[-1]["confidence"] = round(float(np.mean(confidences)), 4)
+            timeline.append(
+                {"start": round(previous_end, 3), "end": round(end, 3), "category": label}
+            )
+            confidences = [float(scores[HERITAGE_CATEGORIES.index(label)])]
+        previous_end = end
+    timeline[-1]["confidence"] = round(float(np.mean(confidences)), 4)
+    return {
+        "predicted_category": HERITAGE_CATEGORIES[best],
+        "confidence": round(float(mean[best]), 4),
+        "scores": {c: round(float(p), 4) for c, p in zip(HERITAGE_CATEGORIES, mean, strict=True)},
+        "timeline": timeline,
+    }

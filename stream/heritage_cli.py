@@ -1,0 +1,105 @@
+"""``heritage-audio train`` and ``heritage-audio evaluate``: the heritage classifier's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from config.settings import Settings
+from detectors.heritage.model import DEFAULT_MODEL, ModelError, load_model
+
+EXIT_FAILURE = 1
+_LAYOUT = "a folder per category (folk_music/, classical_music/, opera/, spoken_word/, historical_speech/, religious_chant/) of audio files in any format soundfile reads"  # noqa: E501
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``train`` and ``evaluate`` subcommands."""
+    train = subparsers.add_parser(
+        "train",
+        help="train the heritage classifier on a folder per category",
+        description=f"Train a heritage classifier. DATASET_DIR holds {_LAYOUT}; give several "
+        "to train on all of them. Writes MODEL (skops) and its model card MODEL.json; point "
+        "a heritage detector's model_path at it to use it.",
+    )
+    train.add_argument("datasets", nargs="+", type=Path, metavar="DATASET_DIR")
+    train.add_argument(
+        "--out", type=Path, required=True, metavar="MODEL", help="model file to write (.skops)"
+    )
+    train.add_argument("--seed", type=int, default=0, help="random seed of the trees (default 0)")
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="score a heritage classifier on a folder per category",
+        description=f"Accuracy, macro-F1 and the confusion matrix of a model on DATASET_DIR "
+        f"({_LAYOUT}), per file (mean of its windows) and per window.",
+    )
+    evaluate.add_argument("datasets", nargs="+", type=Path, metavar="DATASET_DIR")
+    evaluate.add_argument(
+        "--model",
+        type=Path,
+        default=DEFAULT_MODEL,
+        metavar="MODEL",
+        help="model file (default: the shipped model)",
+    )
+    evaluate.add_argument(
+        "--json",
+        dest="json_out",
+        metavar="PATH",
+        help='also write the report as JSON ("-": stdout)',
+    )
+
+
+def _progress(label: str) -> object:
+    def show(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r{label}: {done + 1}/{total} files")
+            if done + 1 == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+
+    return show
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    """Train and write the model and its card; print where they went."""
+    del settings
+    from detectors.heritage.training import train
+
+    if args.out.suffix != ".skops":
+        print("heritage-audio: error: --out must name a .skops file", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        card = train(args.datasets, args.out, _progress("features"), seed=args.seed)  # type: ignore[arg-type]
+    except (ValueError, ModelError) as exc:
+        print(f"heritage-audio: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    data = card["training_data"]
+    print(
+        f"trained on {data['files']} files ({data['windows']} windows), classes: "
+        f"{', '.join(card['classes'])}"
+    )
+    print(f"model: {args.out}\ncard:  {args.out.with_suffix('.json')}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    """Print accuracy, macro-F1 and the confusion matrix."""
+    del settings
+    from detectors.heritage.training import evaluate, format_report
+
+    try:
+        model = load_model(args.model)
+        report = evaluate(args.datasets, model, _progress("features"))  # type: ignore[arg-type]
+    except (ValueError, ModelError) as exc:
+        print(f"heritage-audio: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"model {args.model} ({model.provenance})")
+    print(format_report(report))
+    if args.json_out:
+        text = json.dumps(report, indent=2) + "\n"
+        if args.json_out == "-":
+            sys.stdout.write(text)
+        else:
+            Path(args.json_out).write_text(text, encoding="utf-8")
+    return 0
