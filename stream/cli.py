@@ -19,7 +19,7 @@ from config.logging import setup_logging
 from config.pipeline import PipelineConfig, load_pipeline_config
 from config.settings import Settings, load_settings
 from sinks.redis_streams import RedisStreamsSinkConfig
-from stream import subscribe_cli
+from stream import heritage_cli, subscribe_cli
 from stream.sources import (
     AnySourceConfig,
     DemoSourceConfig,
@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--config", type=Path, metavar="TOML", help="pipeline config")
 
     subscribe_cli.add_parser(sub)
+    heritage_cli.add_parser(sub)
     service_cli.add_parsers(sub)
     return parser
 
@@ -244,6 +245,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "devices": cmd_devices,
     "analyze": cmd_analyze,
     "subscribe": subscribe_cli.cmd_subscribe,
+    "train": heritage_cli.cmd_train,
+    "evaluate": heritage_cli.cmd_evaluate,
     **service_cli.COMMANDS,
 }
 

@@ -8,6 +8,7 @@ quieter than ``silence_dbfs`` are not classified; a long silence forgets the smo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -16,7 +17,7 @@ from pydantic import Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, register
 from detectors.heritage.features import SAMPLE_RATE, Featurizer, WindowFeatures
-from detectors.heritage.model import DEFAULT_MODEL, HeritageModel, load_model
+from detectors.heritage.model import HeritageModel, load_model
 from stream.events import HERITAGE_CATEGORIES, Event, HeritageClassified
 from stream.windowing import Window
 
@@ -56,10 +57,10 @@ class HeritageConfig(DetectorConfig):
         return self
 
 
-def heritage_provenance(config: HeritageConfig | None = None) -> str:
-    """``sha256:<hex>`` of the model the configuration uses."""
-    path = (config.model_path if config else None) or DEFAULT_MODEL
-    return load_model(path).provenance
+def heritage_provenance(detectors: Sequence[DetectorConfig] = ()) -> str:
+    """``sha256:<hex>`` of the model the heritage detector among ``detectors`` uses."""
+    config = next((d for d in detectors if isinstance(d, HeritageConfig)), HeritageConfig())
+    return load_model(config.model_path).provenance
 
 
 @register("heritage")
