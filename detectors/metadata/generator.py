@@ -99,12 +99,16 @@ def _analyse(
         if samples_16k is not None
         else soxr.ResampleStream(info.samplerate, RATE, 1, dtype="float32", quality="MQ")
     )
+    mix = np.full(info.channels, 1 / info.channels, np.float32)
+    floating = info.subtype in ("FLOAT", "DOUBLE")  # only float samples can be NaN or inf
     with sf.SoundFile(str(path)) as f:
         for raw in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
-            block = np.nan_to_num(raw, nan=0.0, posinf=1.0, neginf=-1.0)  # float files may hold NaN
+            block = raw
+            if floating and not np.isfinite(raw).all():
+                block = np.nan_to_num(raw, nan=0.0, posinf=1.0, neginf=-1.0)
             meter.feed(block)
             if resampler is not None:
-                mono = block.mean(axis=1, dtype=np.float32)
+                mono = block @ mix  # a matrix-vector product: far faster than mean(axis=1)
                 feed_16k(resampler.resample_chunk(mono))
     if resampler is not None:
         feed_16k(resampler.resample_chunk(np.zeros(0, np.float32), last=True))

@@ -57,15 +57,14 @@ class TechnicalMeter:
         self.sample_rate = sample_rate
         self.channels = channels
         modes = pyebur128.MeasurementMode
-        self._ebur = pyebur128.R128State(
-            channels, sample_rate, modes.MODE_I | modes.MODE_LRA | modes.MODE_SAMPLE_PEAK
-        )
+        self._ebur = pyebur128.R128State(channels, sample_rate, modes.MODE_I | modes.MODE_LRA)
         self._true_peak = TruePeakMeter(sample_rate)
         self._frames = 0
         self._sum = np.zeros(channels)
         self._peak = np.zeros(channels)
         self._clipped = 0
         self._clip_run = np.zeros(channels, dtype=np.int64)  # full-scale run at block end
+        self._mix = np.full(channels, 1 / channels, np.float32)
         self._rms_frame = max(1, round(FRAME_S * sample_rate))
         self._rms_carry = np.zeros((channels, 0), np.float32)
         self._frame_power: list[NDArray[np.float64]] = []
@@ -81,12 +80,12 @@ class TechnicalMeter:
             return
         block = np.ascontiguousarray(block, dtype=np.float32)
         self._ebur.add_frames(block.ravel(), len(block))
-        self._true_peak.feed(block)
         self._frames += len(block)
         planar = np.ascontiguousarray(block.T)  # reductions along contiguous rows are fast
-        self._sum += planar.sum(axis=1, dtype=np.float64)
-        peaks = np.abs(planar).max(axis=1)
+        self._sum += planar.sum(axis=1)  # float32 pairwise sums per block, float64 across
+        peaks = np.maximum(planar.max(axis=1), -planar.min(axis=1))
         self._peak = np.maximum(self._peak, peaks)
+        self._true_peak.feed(block, float(peaks.max()))
         if peaks.max() >= CLIP_LEVEL or self._clip_run.any():
             self._count_clipping(block)
         self._feed_rms(planar)
@@ -134,7 +133,7 @@ class TechnicalMeter:
         origin = state.carry_start
         while state.next_start + SPECTRUM_FFT <= origin + len(data):
             offset = state.next_start - origin
-            frame = data[offset : offset + SPECTRUM_FFT].mean(axis=1) * state.window
+            frame = (data[offset : offset + SPECTRUM_FFT] @ self._mix) * state.window
             state.power += np.square(np.abs(np.fft.rfft(frame)))
             state.frames += 1
             state.next_start += state.stride

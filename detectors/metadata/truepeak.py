@@ -58,11 +58,15 @@ class TruePeakMeter:
         self.peak = 0.0
         self.candidates = 0
 
-    def feed(self, block: NDArray[np.float32]) -> None:
-        """Add samples (full scale 1.0); the last frames wait for the next block."""
+    def feed(self, block: NDArray[np.float32], sample_peak: float | None = None) -> None:
+        """Add samples (full scale 1.0); the last frames wait for the next block.
+
+        ``sample_peak``: the block's largest ``|x|`` if the caller has it already.
+        """
         if not block.size:
             return
-        self.peak = max(self.peak, float(np.max(np.abs(block))))
+        peak = float(np.max(np.abs(block))) if sample_peak is None else sample_peak
+        self.peak = max(self.peak, peak)
         if self.factor == 1:
             return
         if self._pending is None:  # silence before the file: the filter starts from zeros
