@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,11 +28,12 @@ from typing import Any
 import pytest
 import yaml
 from docker.utils.build import exclude_paths
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from pydantic import SecretStr
 
-from config.settings import Settings
+from api.service import ServiceMetrics
+from config.settings import Settings, load_settings
 from sinks.metrics import Metrics
 from stream.daemon import DRAIN_S
 from tests.conftest import DATA, ROOT, free_port
@@ -56,18 +59,6 @@ EXPOSURE_RECORDED = {
     "heritage-audio-api.service": 1.1,
     "heritage-audio-worker.service": 1.1,
 }
-
-# Metric families the dashboard queries that the API and worker define (the file-analysis
-# service); family name (a counter's without _total, as prometheus_client names it) ->
-# (type, label names). Checked against the code once it has them.
-EXPECTED_SERVICE_METRICS: dict[str, tuple[type[MetricWrapperBase], tuple[str, ...]]] = {
-    "heritage_jobs": (Counter, ("status",)),
-    "heritage_job_queue_depth": (Gauge, ()),
-    "heritage_job_duration_seconds": (Histogram, ()),
-    "heritage_http_requests": (Counter, ("method", "route", "status")),
-    "heritage_http_request_duration_seconds": (Histogram, ("route",)),
-}
-
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -224,6 +215,27 @@ def test_units_load_every_secret_as_a_credential_install_sh_creates(unit: Path) 
     assert set(credentials) <= set(created.group(1).split())
 
 
+@pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
+def test_unit_environments_are_valid_production_settings(
+    unit: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assignments = dict(a.split("=", 1) for a in _settings_of(unit, "Environment"))
+    assert assignments["ENVIRONMENT"] == "production"
+    assert set(assignments) - set(Settings.model_fields) <= {"NUMBA_CACHE_DIR"}
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in assignments.items():
+        monkeypatch.setenv(name, value)
+    # What LoadCredential= hands over: one file per secret, named like the variable.
+    for name in dict(c.split(":", 1) for c in _settings_of(unit, "LoadCredential")):
+        (tmp_path / name).write_text(f"{name.lower()}-from-credentials-{'x' * 32}")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    settings = load_settings()
+    assert settings.SECRET_KEY is not None
+    assert settings.SECRET_KEY.get_secret_value().startswith("secret_key-from-credentials")
+    assert str(settings.HERITAGE_DATA_DIR) == "/var/lib/heritage-audio"
+
+
 def test_shell_scripts_pass_shellcheck() -> None:
     shellcheck = _tool("shellcheck", "apt install shellcheck")
     scripts = [ROOT / "systemd/install.sh", ROOT / "deploy/init-secrets.sh"]
@@ -232,45 +244,113 @@ def test_shell_scripts_pass_shellcheck() -> None:
     assert result.returncode == 0, result.stdout
 
 
-# What MemoryDenyWriteExecute=yes enforces, from the kernel (Linux >= 6.3): no memory both
-# writable and executable, no mapping made executable later. Kept across execve.
-MDWE = """
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
-    raise OSError(ctypes.get_errno(), "prctl(PR_SET_MDWE)")
-os.execv(sys.argv[1], sys.argv[1:])
-"""
+def _production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a unit or container: production, secrets as credential files."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for name in ("SECRET_KEY", "DB_PASSWORD"):
+        (credentials / name).write_text(secrets.token_urlsafe(32))
+    env = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    env.update(
+        ENVIRONMENT="production", CREDENTIALS_DIRECTORY=str(credentials), LOG_FORMAT="json",
+        HERITAGE_DATA_DIR=str(tmp_path / "data"), MAXXI_OUTPUT_DIR=str(tmp_path / "maxxi"),
+        **extra,
+    )  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "stream.cli", "db", "upgrade"], env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return env
 
 
-def _api_command() -> bool:
-    result = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "api", "--help"], capture_output=True, check=False
-    )
-    return result.returncode == 0
+def _healthcheck(test: list[str], replace: tuple[str, str] = ("", "")) -> list[str]:
+    """A compose/Docker healthcheck ``CMD`` as a command line for this machine."""
+    assert test[0] == "CMD", test
+    command = [sys.executable if test[1] == "python" else test[1], *test[2:]]
+    return [c.replace(*replace) for c in command]
 
 
-@pytest.mark.xfail(not _api_command(), reason="`heritage-audio api` is not there yet", strict=True)
-def test_the_api_serves_under_memory_deny_write_execute(tmp_path: Path) -> None:
-    # The API unit sets MemoryDenyWriteExecute=yes: a JIT (numba, through librosa) or a cffi
-    # callback imported by the API would kill it at start-up on the installation machines.
+def _passes(command: list[str], env: dict[str, str] | None = None) -> bool:
+    return subprocess.run(command, capture_output=True, env=env, check=False).returncode == 0
+
+
+def test_the_api_healthchecks_pass_and_it_stops_within_its_timeout(
+    tmp_path: Path, compose: dict[str, Any]
+) -> None:
     port = free_port()
-    env = {**os.environ, "HERITAGE_DATA_DIR": str(tmp_path), "ENVIRONMENT": "development"}
-    for name in ("DB_HOST", "REDIS_HOST", "HERITAGE_CONFIG"):
-        env.pop(name, None)
-    cli = [sys.executable, "-m", "stream.cli"]
-    subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
+    env = _production_env(tmp_path, PORT=str(port), HOST="127.0.0.1")
     api = subprocess.Popen(
-        [sys.executable, "-c", MDWE, *cli, "api", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "stream.cli", "api"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
-        body = _get(f"http://127.0.0.1:{port}/health/live", api, 30)
-        assert body
-    finally:
+        _get(f"http://127.0.0.1:{port}/health/live", api, 60)
+        # The image's HEALTHCHECK reads $PORT; compose's names the container's port 8000.
+        (image_check,) = [a for i, a in _dockerfile() if i == "HEALTHCHECK"]
+        image_test = ["CMD", *json.loads(image_check.split(" CMD ", 1)[1])]
+        assert _passes(_healthcheck(image_test), env)
+        compose_test = compose["services"]["api"]["healthcheck"]["test"]
+        assert _passes(_healthcheck(compose_test, (":8000/", f":{port}/")))
+        started = time.monotonic()
         api.terminate()
-        _, stderr = api.communicate(timeout=30)
-    assert api.returncode == 0, stderr.decode()[-2000:]
+        _, stderr = api.communicate(timeout=60)
+    finally:
+        api.kill()
+        api.wait()
+    timeout = int(_setting(ROOT / "systemd/heritage-audio-api.service", "TimeoutStopSec"))
+    assert time.monotonic() - started < timeout
+    # uvicorn shuts down, then re-raises the SIGTERM it caught: systemd counts death by
+    # SIGTERM as a clean stop (as it does exit 0), and so does Docker's restart policy.
+    assert api.returncode in (0, -signal.SIGTERM), stderr.decode()[-2000:]
+    assert b"Application shutdown complete" in stderr
+
+
+@pytest.fixture
+def redis_port(tmp_path: Path) -> Iterator[int]:
+    """A Redis server of this test's own, so no other worker on the machine is counted."""
+    server_bin = _tool("redis-server", "apt install redis-server")
+    port = free_port()
+    server = subprocess.Popen(
+        [server_bin, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while not _passes(["redis-cli", "-p", str(port), "ping"]):
+        assert server.poll() is None, "redis-server did not start"
+        assert time.monotonic() < deadline, "redis-server did not answer"
+        time.sleep(0.1)
+    yield port
+    server.terminate()
+    server.wait(10)
+
+
+def test_the_worker_healthcheck_follows_the_worker_and_it_drains_on_sigterm(
+    tmp_path: Path, compose: dict[str, Any], redis_port: int
+) -> None:
+    env = _production_env(tmp_path, REDIS_HOST="127.0.0.1", REDIS_PORT=str(redis_port))
+    check = _healthcheck(compose["services"]["worker"]["healthcheck"]["test"])
+    assert not _passes(check, env), "healthy before the worker runs"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "worker"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _passes(check, env):
+            assert worker.poll() is None, worker.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the worker never became healthy"
+            time.sleep(0.5)
+        started = time.monotonic()
+        worker.terminate()  # Celery's warm shutdown
+        _, stderr = worker.communicate(timeout=120)
+    finally:
+        worker.kill()
+        worker.wait()
+    timeout = int(_setting(ROOT / "systemd/heritage-audio-worker.service", "TimeoutStopSec"))
+    assert time.monotonic() - started < timeout
+    assert worker.returncode == 0, stderr.decode()[-2000:]
+    assert not _passes(check, env), "healthy after the worker stopped"
 
 
 # --- docker-compose -------------------------------------------------------------------------
@@ -356,7 +436,7 @@ def test_app_services_get_settings_secrets_and_data(compose: dict[str, Any]) -> 
         assert environment["MAXXI_OUTPUT_DIR"] in targets, name
         assert service.get("read_only") is True, name
     postgres = compose["services"]["postgres"]["environment"]
-    assert postgres["POSTGRES_PASSWORD_FILE"] == "/run/secrets/DB_PASSWORD"  # noqa: S105
+    assert Path(postgres["POSTGRES_PASSWORD_FILE"]) == Path("/run/secrets/DB_PASSWORD")
 
 
 def test_metrics_are_open_to_the_compose_network_only(compose: dict[str, Any]) -> None:
@@ -377,9 +457,10 @@ def test_prometheus_scrapes_what_the_services_serve(compose: dict[str, Any]) -> 
     assert jobs["api"]["static_configs"][0]["targets"] == [f"api:{api_port}"]
     metrics_port = services["daemon"]["environment"]["METRICS_PORT"]
     assert jobs["daemon"]["static_configs"][0]["targets"] == [f"daemon:{metrics_port}"]
-    worker_sd = jobs["worker"]["dns_sd_configs"][0]
-    assert worker_sd["names"] == ["worker"]  # every scaled worker, by the service's name
-    assert str(worker_sd["port"]) == services["worker"]["environment"]["METRICS_PORT"]
+    # Workers serve no metrics: the API keeps the job metrics of the whole deployment.
+    assert set(jobs) == {"api", "daemon", "prometheus"}
+    for name in ("api", "worker"):
+        assert "METRICS_PORT" not in services[name]["environment"], name
     mounts = [v.split(":")[:2] if isinstance(v, str) else [v["source"], v["target"]]
               for v in services["prometheus"]["volumes"]]  # fmt: skip
     assert [str(PROMETHEUS_YML), "/etc/prometheus/prometheus.yml"] in mounts
@@ -541,11 +622,12 @@ def _dashboard_queries() -> list[tuple[str, str]]:
 
 
 def _known_metrics() -> dict[str, tuple[type[MetricWrapperBase], tuple[str, ...]]]:
-    """Metric families the code defines (and those the services are to define)."""
-    known = dict(EXPECTED_SERVICE_METRICS)
-    for metric in vars(Metrics()).values():
-        if isinstance(metric, MetricWrapperBase):
-            known[metric._name] = (type(metric), tuple(metric._labelnames))
+    """Metric families the code defines: the pipeline's and the API's (jobs, HTTP)."""
+    known = {}
+    for metrics in (Metrics(), ServiceMetrics(CollectorRegistry())):
+        for metric in vars(metrics).values():
+            if isinstance(metric, MetricWrapperBase):
+                known[metric._name] = (type(metric), tuple(metric._labelnames))
     return known
 
 
@@ -579,25 +661,6 @@ def test_the_dashboard_queries_only_metrics_that_exist() -> None:
               "heritage_jobs", "sink_errors", "http_requests")  # fmt: skip
     for part in wanted:
         assert any(part in name for name in covered), f"the dashboard shows no {part}"
-
-
-def test_expected_service_metrics_match_the_code_once_it_has_them() -> None:
-    # The API/worker metrics are declared above until the code defines them; when it does,
-    # their type and labels must be what the dashboard assumes.
-    defined = {name: value for name, value in _known_metrics().items()
-               if name not in EXPECTED_SERVICE_METRICS}  # fmt: skip
-    for module in ("api.metrics", "sinks.job_metrics"):
-        try:
-            imported = __import__(module, fromlist=["*"])
-        except ImportError:
-            continue
-        for value in vars(imported).values():
-            if isinstance(value, MetricWrapperBase):
-                defined[value._name] = (type(value), tuple(value._labelnames))
-    for name, expected in EXPECTED_SERVICE_METRICS.items():
-        if name in defined:
-            assert defined[name][0] is expected[0], name
-            assert set(defined[name][1]) == set(expected[1]), name
 
 
 def _get(url: str, process: subprocess.Popen[bytes], seconds: float) -> bytes:

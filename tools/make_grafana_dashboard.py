@@ -172,9 +172,12 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 stack=True,
             ),
             Panel(
-                "Job queue depth",
-                "File-analysis jobs waiting for a worker.",
-                [("max(heritage_job_queue_depth)", "queued")],
+                "Jobs waiting and running",
+                "File-analysis jobs waiting for a worker, and being run now.",
+                [
+                    ("max(heritage_job_queue_depth)", "queued"),
+                    ("max(heritage_jobs_running)", "running"),
+                ],
             ),
             Panel(
                 "Job duration",
@@ -192,6 +195,20 @@ ROWS: list[tuple[str, list[Panel]]] = [
                     ),
                 ],
                 unit="s",
+            ),
+            Panel(
+                "Workers",
+                "Workers whose heartbeat is in Redis, able to take jobs.",
+                [("max(heritage_job_workers)", "workers")],
+                width=12,
+            ),
+            Panel(
+                "Database up",
+                "1 while the database answers the API.",
+                [("heritage_database_up", "{{instance}}")],
+                kind="state-timeline",
+                width=12,
+                extra={"min": 0, "max": 1},
             ),
         ],
     ),
@@ -243,11 +260,16 @@ ROWS: list[tuple[str, list[Panel]]] = [
             ),
             Panel(
                 "Failed jobs and server errors",
-                "Jobs that failed, and HTTP responses with a 5xx status.",
+                "Jobs that failed, jobs queued again because their worker went away, and HTTP "
+                "responses with a 5xx status.",
                 [
                     (
                         f'sum(increase(heritage_jobs_total{{status="failed"}}[{RATE}]))',
                         "jobs failed",
+                    ),
+                    (
+                        f"sum(increase(heritage_jobs_requeued_total[{RATE}]))",
+                        "jobs requeued",
                     ),
                     (
                         f'sum by (route) (increase(heritage_http_requests_total{{status=~"5.."}}'
@@ -259,7 +281,7 @@ ROWS: list[tuple[str, list[Panel]]] = [
             Panel(
                 "Scrape targets down",
                 "Services Prometheus cannot scrape (the daemon is down unless its profile runs).",
-                [('up{job=~"api|worker|daemon"} == 0', "{{job}} {{instance}}")],
+                [('up{job=~"api|daemon"} == 0', "{{job}} {{instance}}")],
             ),
         ],
     ),
