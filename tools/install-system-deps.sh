@@ -7,6 +7,14 @@ set -euo pipefail
 
 packages=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils chromium prometheus systemd
   docker-compose shellcheck)  # compose file validation (`config` needs no engine), scripts
+# Only to regenerate the heritage corpus and its fixtures (tools/make_heritage_corpus.py):
+# WITH_CORPUS_TOOLS=1 bash tools/install-system-deps.sh
+if [ "${WITH_CORPUS_TOOLS:-0}" = 1 ]; then
+  packages+=(fluidsynth fluid-soundfont-gm timgm6mb-soundfont musescore-general-soundfont
+    espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festvox-italp16k
+    festvox-itapc16k festvox-ca-ona-hts festvox-czech-dita festvox-czech-machac festvox-ru
+    festvox-suopuhe-lj festvox-suopuhe-mv)
+fi
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -857,7 +857,12 @@ def write_fixtures(out: Path, seed: int) -> None:
             x *= 10 ** (-20 / 20) / (rms(x) or 1.0)
             x = np.clip(x, -0.99, 0.99)
             sf.write(out / f"{category}.flac", x.astype(np.float32), FIXTURE_RATE, subtype="PCM_16")
-            entry |= {"file": f"{category}.flac", "sample_rate": FIXTURE_RATE, "layout": "mono"}
+            entry |= {
+                "file": f"{category}.flac",
+                "sample_rate": FIXTURE_RATE,
+                "layout": "mono",
+                "rms_dbfs": -20.0,
+            }
             entries.append(entry)
     (out / "fixtures.json").write_text(json.dumps(entries, indent=1) + "\n")
 

@@ -73,6 +73,9 @@ def main() -> None:
     print("val (model fitted on train):", json.dumps(val))
     card = train([args.corpus / "train", args.corpus / "val"], args.out)
     shipped = load_model(args.out)
+    while not (args.corpus / "manifest.json").exists():  # the generator writes it last
+        print("waiting for the corpus generator to finish the test split", flush=True)
+        time.sleep(30)
     from detectors.heritage.training import evaluate
 
     test = evaluate([args.corpus / "test"], shipped)

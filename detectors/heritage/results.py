@@ -48,23 +48,25 @@ def heritage_classification(events: Iterable[Event]) -> dict[str, Any]:
     timeline: list[dict[str, Any]] = []
     previous_end = ordered[0][0][0]
     confidences: list[float] = []
-    for (span, _), scores in zip(ordered, per_window, strict=True):
-        end = span[1]
+    for ((start, end), _), scores in zip(ordered, per_window, strict=True):
         # The detector's steadied label when the channels agree, else the averaged leader.
-        agreed = labels[span]
+        agreed = labels[(start, end)]
         label = (
             next(iter(agreed)) if len(agreed) == 1 else HERITAGE_CATEGORIES[int(np.argmax(scores))]
         )
-        if timeline and timeline[-1]["category"] == label:
+        confidence = float(scores[HERITAGE_CATEGORIES.index(label)])
+        gap = start > previous_end  # unclassified (silent) audio in between: leave a hole
+        if timeline and timeline[-1]["category"] == label and not gap:
             timeline[-1]["end"] = round(end, 3)
-            confidences.append(float(scores[HERITAGE_CATEGORIES.index(label)]))
+            confidences.append(confidence)
         else:
             if timeline:
                 timeline[-1]["confidence"] = round(float(np.mean(confidences)), 4)
+            segment_start = max(start, previous_end)
             timeline.append(
-                {"start": round(previous_end, 3), "end": round(end, 3), "category": label}
+                {"start": round(segment_start, 3), "end": round(end, 3), "category": label}
             )
-            confidences = [float(scores[HERITAGE_CATEGORIES.index(label)])]
+            confidences = [confidence]
         previous_end = end
     timeline[-1]["confidence"] = round(float(np.mean(confidences)), 4)
     return {
