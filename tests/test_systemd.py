@@ -6,6 +6,7 @@ reads what the daemon sends.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -75,8 +76,10 @@ def _daemon(config: Path, notify: NotifySocket) -> subprocess.Popen[bytes]:
 
 def test_ready_then_pings_then_a_graceful_stop(tmp_path: Path, notify_socket: NotifySocket) -> None:
     config = tmp_path / "daemon.toml"
+    events = tmp_path / "events.jsonl"
     config.write_text(
         f'[[sources]]\ntype = "file"\npath = "{DATA / "vad_clean.flac"}"\nloop = true\n'
+        f'[[sinks]]\ntype = "jsonl"\npath = "{events}"\n'
     )
     daemon = _daemon(config, notify_socket)
     try:
@@ -94,6 +97,13 @@ def test_ready_then_pings_then_a_graceful_stop(tmp_path: Path, notify_socket: No
         daemon.wait()
         assert daemon.stderr is not None
         daemon.stderr.close()
+    # Drained: every event reached the sink, gapless, open speech closed, the end reported.
+    delivered = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["seq"] for e in delivered] == list(range(1, len(delivered) + 1))
+    types = [e["type"] for e in delivered]
+    assert types.count("speech.started") == types.count("speech.ended")
+    assert delivered[-1]["type"] == "source.status"
+    assert delivered[-1]["state"] == "ended"
 
 
 def test_no_pings_while_the_event_loop_is_blocked_and_pings_again_after(
