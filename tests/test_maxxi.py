@@ -264,6 +264,10 @@ def test_verify_signature_rejects_tampering_wrong_keys_and_replays() -> None:
     assert not verify_signature(body, headers, SECRET, now=1_000_000 + 301)  # replayed later
     assert not verify_signature(body, {}, SECRET, now=1_000_010)
     assert not verify_signature(body, {SIGNATURE_HEADER: "t=abc,v1=00"}, SECRET, now=1_000_010)
+    # During a key rotation the sender may put two MACs in; either key verifies.
+    rotated = f"{headers[SIGNATURE_HEADER]},v1={sign(body, b'new', 1_000_000).split('v1=')[1]}"
+    assert verify_signature(body, {SIGNATURE_HEADER: rotated}, "new", now=1_000_010)
+    assert verify_signature(body, {SIGNATURE_HEADER: rotated}, SECRET, now=1_000_010)
     # Re-stamping a captured signature with a fresh time breaks it.
     forged = headers[SIGNATURE_HEADER].replace("t=1000000", "t=1000500")
     assert not verify_signature(body, {SIGNATURE_HEADER: forged}, SECRET, now=1_000_500)

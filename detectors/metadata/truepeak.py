@@ -103,7 +103,10 @@ class TruePeakMeter:
             if not candidate.size:
                 continue
             self.candidates += len(candidate)
-            ends = np.unique((candidate[:, None] + offsets[None, :]).ravel())
+            marked = np.zeros(len(x), bool)  # a mask, not np.unique: no sort of the candidates
+            for offset in offsets:
+                marked[candidate + offset] = True
+            ends = np.flatnonzero(marked)
             windows = x[ends[:, None] + np.arange(-TAPS_PER_PHASE + 1, 1)[None, :]]
             up = windows.astype(np.float64) @ self._phases.T
             self.peak = max(self.peak, float(np.abs(up).max()))
