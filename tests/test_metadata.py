@@ -321,3 +321,27 @@ def test_library_entry_point_finds_speech_itself() -> None:
         speech = sum(end - start for start, end in known["speech"]) / known["duration"]
         assert meta["content"]["ratios"]["speech"] == pytest.approx(speech, abs=0.05), name
         assert validate_oai_dc(meta["dublin_core"]["oai_dc"]) == []
+
+
+@pytest.mark.parametrize("name", ["corrupt.wav", "truncated.flac", "not_audio.wav", "empty.wav"])
+def test_undecodable_file_is_a_value_error_with_a_reason(name: str) -> None:
+    with pytest.raises(ValueError, match="cannot decode as audio"):
+        generate_metadata(DATA / name)
+
+
+def test_a_wav_without_samples_has_every_field(tmp_path: Path) -> None:
+    meta = generate_metadata(write(tmp_path / "none.wav", np.zeros((0, 2), np.float32)))
+    with_audio = generate_metadata(write(tmp_path / "some.wav", tone(440, -12, 1)))
+    assert set(with_audio["technical"]) <= set(meta["technical"])
+    assert meta["technical"]["duration"] == 0.0
+    assert meta["technical"]["loudness"] is None
+    assert validate_oai_dc(meta["dublin_core"]["oai_dc"]) == []
+
+
+def test_float_file_with_nan_and_eight_channels_is_measured(tmp_path: Path) -> None:
+    x = 0.1 * np.random.default_rng(0).standard_normal((RATE, 8)).astype(np.float32)
+    x[100:200, 3] = np.nan
+    tech = technical(write(tmp_path / "nan.wav", x, subtype="FLOAT"))
+    assert tech["channels"] == 8
+    assert tech["loudness"]["integrated_lufs"] is not None
+    assert all(p is not None for p in tech["channel_peak_dbfs"])

@@ -164,10 +164,15 @@ def generate_metadata(
     generated ones; an unknown element name is a ``ValueError``); ``identifier``:
     e.g. the task id; ``sha256``: the file's hash if already known; ``detect_speech``:
     run the shipped VAD for the speech ratio when no ``voice_activity`` is given.
+    A file that cannot be decoded is a ``ValueError`` with a one-line reason.
     """
     curator_fields = check_curator_fields(curator)
     speech = _SpeechFinder() if detect_speech and voice_activity is None else None
-    technical, analyzer, info = _analyse(path, samples_16k, speech)
+    try:
+        technical, analyzer, info = _analyse(path, samples_16k, speech)
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: cannot decode as audio ({detail})") from None
     if speech is not None:
         voice_activity = speech.finish()
     chunks = read_chunks(path)

@@ -28,6 +28,11 @@ SPECTRUM_FRAMES_PER_S = 4.0
 BANDWIDTH_DROP_DB = 60.0  # effective bandwidth: spectrum within this of its maximum
 SILENT_DBFS = -120.0
 DEAD_CHANNEL_PEAK = 10 ** (-90 / 20)  # a channel that never rises above -90 dBFS
+RESULT_KEYS = (
+    "duration", "loudness", "sample_peak_dbfs", "channel_peak_dbfs", "dc_offset",
+    "clipping_ratio", "noise_floor_dbfs", "digital_silence_ratio", "silent_channels",
+    "effective_bandwidth_hz", "spectral_rolloff_99_hz", "hum",
+)  # fmt: skip
 
 
 def to_db(power_or_amplitude: float, *, power: bool = False) -> float | None:
@@ -145,7 +150,7 @@ class TechnicalMeter:
         """The technical measures (levels in dBFS, loudness in LUFS/LU, times in seconds)."""
         frames = self._frames
         if frames == 0:
-            return {"duration": 0.0, "loudness": None}
+            return dict.fromkeys(RESULT_KEYS) | {"duration": 0.0, "clipping_ratio": 0.0}
         true_peak = self._true_peak.finish()
         for ch in range(self.channels):
             self._close_run(ch)
@@ -194,14 +199,14 @@ class TechnicalMeter:
     def _bandwidth(self) -> dict[str, Any]:
         state = self._spectrum
         if state.frames == 0:
-            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None}
+            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None, "hum": None}
         ltas = state.power / state.frames
         freqs = np.fft.rfftfreq(SPECTRUM_FFT, 1 / self.sample_rate)
         # Smooth over ~1/6 octave-ish fixed width so single bins never decide the edge.
         smooth = np.convolve(ltas, np.ones(9) / 9, mode="same")
         total = smooth.sum()
         if total <= 0:
-            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None}
+            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None, "hum": None}
         level = 10 * np.log10(np.maximum(smooth, 1e-30))
         above = np.flatnonzero(level >= level.max() - BANDWIDTH_DROP_DB)
         cumulative = np.cumsum(smooth) / total
