@@ -10,10 +10,12 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.routing import Match
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 
 from api import health, live
 from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
@@ -25,6 +27,7 @@ from stream.runtime import Runtime
 
 STATIC_DIR = Path(str(resources.files("api") / "static"))
 logger = logging.getLogger(__name__)
+API_PREFIXES = ("/api/", "/health", "/metrics", "/ws/")
 
 
 def create_app(settings: Settings, runtime: Runtime, *, migrate: bool = True) -> FastAPI:
@@ -72,6 +75,13 @@ def create_app(settings: Settings, runtime: Runtime, *, migrate: bool = True) ->
     for error in DB_ERRORS:
         app.add_exception_handler(error, database_unavailable)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with one readable reason (the documented ``{"detail": str}``), not a list."""
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"])
+        return JSONResponse({"detail": f"{where}: {first['msg']}"}, status_code=422)
+
     @app.middleware("http")
     async def count_requests(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -99,8 +109,20 @@ def create_app(settings: Settings, runtime: Runtime, *, migrate: bool = True) ->
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # Last, so every route above wins: "/" is the dashboard, its files sit beside it.
-    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
+    app.router.routes.append(_ReadOnlyMount("/", StaticFiles(directory=STATIC_DIR, html=True)))
     return app
+
+
+class _ReadOnlyMount(Mount):
+    """The dashboard's files, for GET and HEAD outside the API's paths: everything else falls
+    through to the API routes, so ``GET /api/v1/process`` is a 405 with its ``Allow`` header."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and (
+            scope["method"] not in ("GET", "HEAD") or scope["path"].startswith(API_PREFIXES)
+        ):
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 def _route_of(app: FastAPI, request: Request) -> str:

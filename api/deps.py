@@ -27,6 +27,7 @@ class ErrorResponse(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "The request body cannot be parsed.",
     401: "Missing, expired or invalid credentials.",
     403: "The caller's role may not do this.",
     404: "No such task.",

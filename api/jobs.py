@@ -219,7 +219,7 @@ async def queued(db: Database) -> list[tuple[str, int]]:
 async def status_counts(db: Database) -> dict[str, int]:
     async with db.session() as session:
         rows = await session.execute(select(Task.status, func.count()).group_by(Task.status))
-        return dict(rows.tuples().all())
+        return {row[0]: row[1] for row in rows}
 
 
 async def completed_since(

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-from functools import cache
 from typing import Any
 
 from celery import Celery, signals
@@ -36,7 +35,6 @@ def broker_url(settings: Settings) -> str:
     return f"redis://{host}:{settings.REDIS_PORT}/0"
 
 
-@cache
 def celery_app(settings: Settings | None = None) -> Celery:
     """The Celery app; its one task runs :func:`api.jobs.execute`."""
     settings = settings or load_settings()

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "ENVIRONMENT=production requires " + " and ".join(missing) + " to be set"
                 )
+            if self.SECRET_KEY is not None and len(self.SECRET_KEY.get_secret_value()) < 32:
+                raise ValueError(
+                    "SECRET_KEY must be at least 32 characters (it signs access tokens)"
+                )
         return self
 
     @property

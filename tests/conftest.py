@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -73,7 +74,7 @@ def serving(runtime: Runtime, port: int | None = None) -> Iterator[str]:
     )  # fmt: skip
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start")
@@ -83,6 +84,19 @@ def serving(runtime: Runtime, port: int | None = None) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Application data (SQLite store, uploads, keys) of the whole run in a temporary directory."""
+
+    previous = os.environ.get("HERITAGE_DATA_DIR")
+    os.environ["HERITAGE_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    yield
+    if previous is None:
+        os.environ.pop("HERITAGE_DATA_DIR", None)
+    else:
+        os.environ["HERITAGE_DATA_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

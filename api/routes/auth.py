@@ -49,7 +49,7 @@ async def _failures(service: Service, column: str, value: str) -> int:
     return int(count or 0)
 
 
-@router.post("/login", response_model=TokenResponse, responses=errors(401, 422, 429))
+@router.post("/login", response_model=TokenResponse, responses=errors(400, 401, 422, 429))
 async def login(body: LoginRequest, request: Request, service: ServiceDep) -> TokenResponse:
     """Exchange a username and password for a JWT access token."""
     settings = service.settings

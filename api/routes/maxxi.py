@@ -57,7 +57,10 @@ class ResultFeedback(_Strict):
 
 
 @router.post(
-    "/status", status_code=201, response_model=StatusReceipt, responses=errors(*AUTH_ERRORS, 422)
+    "/status",
+    status_code=201,
+    response_model=StatusReceipt,
+    responses=errors(*AUTH_ERRORS, 400, 422),
 )
 async def report_status(
     report: StatusReport,
@@ -88,7 +91,7 @@ async def report_status(
     "/results",
     status_code=201,
     response_model=StatusReceipt,
-    responses=errors(*AUTH_ERRORS, 404, 422),
+    responses=errors(*AUTH_ERRORS, 400, 404, 422),
 )
 async def report_result(
     feedback: ResultFeedback,
