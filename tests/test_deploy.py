@@ -35,6 +35,7 @@ from pydantic import SecretStr
 from api.service import ServiceMetrics
 from config.settings import Settings, load_settings
 from sinks.metrics import Metrics
+from stream.cli import build_parser
 from stream.daemon import DRAIN_S
 from tests.conftest import DATA, ROOT, free_port
 from tools.make_grafana_dashboard import OUT as DASHBOARD
@@ -392,6 +393,23 @@ def test_every_service_restarts_reports_health_and_drains(compose: dict[str, Any
         timeout = int(_setting(ROOT / "systemd" / unit, "TimeoutStopSec"))
         assert grace == timeout, f"{name}: stop_grace_period {grace} s, {unit} {timeout} s"
     assert _seconds(services["daemon"]["stop_grace_period"]) >= DRAIN_S + 10
+
+
+def test_every_deployed_command_is_one_the_cli_accepts(compose: dict[str, Any]) -> None:
+    parser = build_parser()
+    commands = [
+        service["command"]
+        for service in compose["services"].values()
+        if service.get("command") and service["command"][0] == "heritage-audio"
+    ]
+    commands += [_setting(unit, "ExecStart").split() for unit in UNITS]
+    install_sh = (ROOT / "systemd/install.sh").read_text()
+    commands += [["heritage-audio", *line.split()] for line in
+                 re.findall(r"^\s*as_service (.*)$", install_sh, re.MULTILINE)]  # fmt: skip
+    assert len(commands) >= 9
+    for command in commands:
+        args = [a.replace('"$admin"', "admin") for a in command[1:]]
+        parser.parse_args(args)  # exits (and fails the test) on an unknown command or option
 
 
 def test_workers_scale_and_start_after_the_migration(compose: dict[str, Any]) -> None:
