@@ -28,6 +28,7 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "run as root (sudo $0)" >&2; exit 1; }
 
+apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
   python3-venv libportaudio2 libsndfile1
 getent group audio >/dev/null || groupadd --system audio
@@ -81,13 +82,13 @@ if [ -n "$admin" ]; then
   as_service users add "$admin" --role admin
 fi
 
-IFS=, read -r -a wanted <<<"$enable"
-for name in "${wanted[@]}"; do
-  systemctl enable --now "heritage-audio-$name.service"
-done
 for unit in "${units[@]}"; do
   # An upgrade: units running the old code restart on the new one.
   systemctl try-restart "$unit.service"
+done
+IFS=, read -r -a wanted <<<"$enable"
+for name in "${wanted[@]}"; do
+  systemctl enable --now "heritage-audio-$name.service"
 done
 echo "installed; settings in $etc/heritage-audio.env and $etc/pipeline.toml"
 echo "units: ${units[*]} (systemctl enable --now <unit>)"
