@@ -345,3 +345,22 @@ def test_float_file_with_nan_and_eight_channels_is_measured(tmp_path: Path) -> N
     assert tech["channels"] == 8
     assert tech["loudness"]["integrated_lufs"] is not None
     assert all(p is not None for p in tech["channel_peak_dbfs"])
+
+
+@pytest.mark.parametrize("mains", [50.0, 60.0])
+def test_mains_hum_is_found_at_its_frequency(tmp_path: Path, mains: float) -> None:
+    speech, rate = sf.read(str(DATA / "vad_clean.flac"), dtype="float32")
+    t = np.arange(len(speech)) / rate
+    hum = 0.005 * np.sin(2 * np.pi * mains * t) + 0.002 * np.sin(2 * np.pi * 3 * mains * t)
+    path = write(tmp_path / "hum.wav", (speech + hum).astype(np.float32), rate=rate)
+    found = technical(path)["hum"]
+    assert found["detected"]
+    assert found["mains_hz"] == mains
+
+
+def test_no_hum_is_reported_for_clean_speech_or_music() -> None:
+    for name in ("vad_clean.flac", "vad_music.flac"):
+        hum = technical(DATA / name)["hum"]
+        assert hum is None or not hum["detected"], name
+    # The noisy fixture was made with 50 Hz hum and harmonics (tests/data/README.md).
+    assert technical(DATA / "vad_noise.flac")["hum"]["mains_hz"] == 50.0

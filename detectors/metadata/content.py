@@ -27,6 +27,9 @@ MEL_BANDS = 64
 CHUNK_FRAMES = 512  # frames per HPSS chunk (16 s)
 HPSS_KERNEL = (7, 5)  # (64 ms cells, pairs of mel bands): 0.45 s along time, 10 bands across
 MIN_KEY_CORRELATION = 0.5  # weaker fits to every key profile: no key reported
+HUM_BINS = 64  # lowest bins of the 256 ms spectra kept per frame (0-250 Hz, 3.9 Hz apart)
+HUM_QUIET_PERCENTILE = 20.0  # hum is measured in the quietest fifth of those frames
+HUM_PROMINENCE_DB = 6.0  # a line 4x the power of its neighbourhood
 TEMPO_RANGE = (40.0, 240.0)  # BPM searched
 TEMPO_PRIOR_BPM = 120.0  # log-normal prior on tempo, as librosa's tempo estimator
 TEMPO_PRIOR_OCTAVES = 1.0
@@ -80,6 +83,8 @@ class ContentAnalyzer:
         self._level_db: list[NDArray[np.float32]] = []
         self._harmonic_fraction: list[NDArray[np.float32]] = []
         self._chroma = np.zeros(12)
+        self._hum_low: list[NDArray[np.float32]] = []  # bounded: 64 floats per 256 ms
+        self._hum_energy: list[NDArray[np.float32]] = []
         self._harmonic = 0.0
         self._percussive = 0.0
         self.samples = 0
@@ -96,6 +101,8 @@ class ContentAnalyzer:
         if len(long_frames):
             spectrum = np.abs(scipy.fft.rfft(long_frames * self._chroma_window, axis=1)) ** 2
             self._chroma += (self._chroma_fb @ spectrum.T.astype(np.float32)).sum(axis=1)
+            self._hum_low.append(spectrum[:, :HUM_BINS].astype(np.float32))
+            self._hum_energy.append(spectrum.sum(axis=1).astype(np.float32))
         while self._pending >= CHUNK_FRAMES:
             self._process(take=CHUNK_FRAMES)
 
@@ -128,6 +135,17 @@ class ContentAnalyzer:
         self._harmonic_fraction.append(
             (h_energy / np.maximum(h_energy + p_energy, 1e-12)).astype(np.float32)
         )
+
+    def hum(self) -> dict[str, Any] | None:
+        """Mains hum in the quietest frames, where music and speech do not mask it."""
+        if not self._hum_energy:
+            return None
+        energy = np.concatenate(self._hum_energy)
+        if energy.max() <= 0:
+            return None
+        quiet = energy <= np.percentile(energy, HUM_QUIET_PERCENTILE)
+        low = np.concatenate(self._hum_low)[quiet].mean(axis=0)
+        return mains_hum(low.astype(np.float64), RATE / CHROMA_FFT)
 
     def result(self, speech_mask: NDArray[np.bool_] | None = None) -> dict[str, Any]:
         """Descriptors; ``speech_mask`` marks frames (at ``FPS``) the VAD called speech."""
@@ -241,3 +259,29 @@ def speech_mask_from_segments(segments: list[dict[str, float]], n_frames: int) -
     for seg in segments:
         mask |= (centres >= seg["start"]) & (centres < seg["end"])
     return mask
+
+
+def mains_hum(spectrum: NDArray[np.float64], bin_hz: float) -> dict[str, Any] | None:
+    """How far the 50 or 60 Hz line (or its 2nd or 3rd harmonic) stands above its neighbours.
+
+    ``detected`` from ``HUM_PROMINENCE_DB`` up: a steady line at exactly the mains
+    frequency is rare in music and absent from speech.
+    """
+    best: dict[str, Any] | None = None
+    for mains in (50.0, 60.0):
+        prominence = []
+        for harmonic in (1, 2, 3):
+            i = round(mains * harmonic / bin_hz)
+            if i < 7 or i + 7 > len(spectrum):
+                continue
+            peak = spectrum[i - 1 : i + 2].max()
+            neighbours = np.median(
+                np.concatenate([spectrum[i - 6 : i - 2], spectrum[i + 3 : i + 7]])
+            )
+            if neighbours > 0 and peak > 0:
+                prominence.append(10 * math.log10(peak / neighbours))
+        if prominence and (best is None or max(prominence) > best["prominence_db"]):
+            best = {"mains_hz": mains, "prominence_db": round(max(prominence), 1)}
+    if best is not None:
+        best["detected"] = best["prominence_db"] >= HUM_PROMINENCE_DB
+    return best

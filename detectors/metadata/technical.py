@@ -31,7 +31,7 @@ DEAD_CHANNEL_PEAK = 10 ** (-90 / 20)  # a channel that never rises above -90 dBF
 RESULT_KEYS = (
     "duration", "loudness", "sample_peak_dbfs", "channel_peak_dbfs", "dc_offset",
     "clipping_ratio", "noise_floor_dbfs", "digital_silence_ratio", "silent_channels",
-    "effective_bandwidth_hz", "spectral_rolloff_99_hz", "hum",
+    "effective_bandwidth_hz", "spectral_rolloff_99_hz",
 )  # fmt: skip
 
 
@@ -199,38 +199,18 @@ class TechnicalMeter:
     def _bandwidth(self) -> dict[str, Any]:
         state = self._spectrum
         if state.frames == 0:
-            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None, "hum": None}
+            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None}
         ltas = state.power / state.frames
         freqs = np.fft.rfftfreq(SPECTRUM_FFT, 1 / self.sample_rate)
         # Smooth over ~1/6 octave-ish fixed width so single bins never decide the edge.
         smooth = np.convolve(ltas, np.ones(9) / 9, mode="same")
         total = smooth.sum()
         if total <= 0:
-            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None, "hum": None}
+            return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None}
         level = 10 * np.log10(np.maximum(smooth, 1e-30))
         above = np.flatnonzero(level >= level.max() - BANDWIDTH_DROP_DB)
         cumulative = np.cumsum(smooth) / total
         return {
             "effective_bandwidth_hz": round(float(freqs[above[-1]])),
             "spectral_rolloff_99_hz": round(float(freqs[np.searchsorted(cumulative, 0.99)])),
-            "hum": _hum(ltas, freqs),
         }
-
-
-def _hum(ltas: NDArray[np.float64], freqs: NDArray[np.floating[Any]]) -> dict[str, Any] | None:
-    """Mains hum: how far the 50 or 60 Hz bins (and harmonics) stand above their neighbours."""
-    best: dict[str, Any] | None = None
-    for mains in (50.0, 60.0):
-        prominence = []
-        for harmonic in (1, 2, 3):
-            f = mains * harmonic
-            i = round(f / float(freqs[1]))
-            if i + 6 >= len(ltas):
-                break
-            peak = ltas[max(0, i - 1) : i + 2].max()
-            neighbours = np.median(np.concatenate([ltas[i - 6 : i - 2], ltas[i + 3 : i + 7]]))
-            if neighbours > 0 and peak > 0:
-                prominence.append(10 * math.log10(peak / neighbours))
-        if prominence and (best is None or max(prominence) > best["prominence_db"]):
-            best = {"mains_hz": mains, "prominence_db": round(max(prominence), 1)}
-    return best
