@@ -17,6 +17,7 @@ import soundfile as sf
 from config.pipeline import PipelineConfig
 from config.version import VERSION
 from detectors import VadConfig
+from detectors.heritage import heritage_classification, heritage_provenance, with_heritage
 from detectors.metadata.generator import metadata_for_result
 from detectors.speaker import encoder_provenance
 from detectors.vad import vad_provenance
@@ -73,7 +74,7 @@ def voice_activity(events: list[Event], duration: float) -> dict[str, Any]:
 
 def _analysis_config(config: PipelineConfig) -> PipelineConfig:
     """The configured detectors minus the level meter, which adds nothing to a file's result."""
-    detectors = [d for d in config.detectors if d.type != "level"] or [VadConfig()]
+    detectors = with_heritage([d for d in config.detectors if d.type != "level"] or [VadConfig()])
     return config.model_copy(update={"detectors": detectors})
 
 
@@ -109,6 +110,7 @@ def analyze_file(
         "results": {
             "voice_activity": voice_activity(events, info["duration"]),
             "speaker_recognition": speaker_recognition(path, runner, n_speakers),
+            "heritage_classification": heritage_classification(events),
         },
         "provenance": {
             "software_version": VERSION,
@@ -117,6 +119,7 @@ def analyze_file(
                     next((d for d in config.detectors if isinstance(d, VadConfig)), VadConfig())
                 ),
                 "speaker_encoder": encoder_provenance(),
+                "heritage": heritage_provenance(config.detectors),
             },
             "parameters": {
                 "analysis_sample_rate": config.analysis_sample_rate,

@@ -289,7 +289,7 @@ def window_features(d: dict[str, Vector], hum: Vector) -> Vector:
         floor.mean(),
         floor[-10:].mean(),
         float(np.mean(d["click"][active] > 12)),
-        float(np.mean(np.log(d["click"][active]))),
+        float(np.mean(np.log(np.maximum(d["click"][active], 1.0)))),
         float(np.median(hum)) if len(hum) else -30.0,
         clarity,
         lag,
