@@ -364,3 +364,28 @@ def test_no_hum_is_reported_for_clean_speech_or_music() -> None:
         assert hum is None or not hum["detected"], name
     # The noisy fixture was made with 50 Hz hum and harmonics (tests/data/README.md).
     assert technical(DATA / "vad_noise.flac")["hum"]["mains_hz"] == 50.0
+
+
+def test_measures_do_not_depend_on_block_sizes() -> None:
+    from detectors.metadata.generator import SignalAnalyzer, assemble
+
+    path = DATA / "vad_music.flac"
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+
+    def measured(block: int) -> dict[str, Any]:
+        signal = SignalAnalyzer(rate, data.shape[1])
+        for i in range(0, len(data), block):
+            signal.feed(data[i : i + block])
+        signal.finish()
+        meta = assemble(path, sf.info(str(path)), signal, sha256="0" * 64)
+        tech, content = meta["technical"], meta["content"]
+        return {
+            "loudness": tech["loudness"], "noise": tech["noise_floor_dbfs"],
+            "bandwidth": tech["effective_bandwidth_hz"], "hum": tech["hum"],
+            "tempo": content["tempo_bpm"], "key": content["key"], "ratios": content["ratios"],
+            "balance": content["harmonic_percussive_ratio_db"],
+        }  # fmt: skip
+
+    reference = measured(65536)
+    for block in (333, 4096):
+        assert measured(block) == reference, block  # values are rounded as reported

@@ -147,8 +147,8 @@ class ContentAnalyzer:
         low = np.concatenate(self._hum_low)[quiet].mean(axis=0)
         return mains_hum(low.astype(np.float64), RATE / CHROMA_FFT)
 
-    def result(self, speech_mask: NDArray[np.bool_] | None = None) -> dict[str, Any]:
-        """Descriptors; ``speech_mask`` marks frames (at ``FPS``) the VAD called speech."""
+    def result(self, speech: list[dict[str, float]] | None = None) -> dict[str, Any]:
+        """Descriptors; ``speech``: the VAD's ``{start, end}`` segments (s), if known."""
         if self._framer.leftover and self.samples:
             # Flush: pad the last partial frame with silence.
             self.feed(np.zeros(N_FFT - self._framer.leftover % HOP, np.float32))
@@ -163,7 +163,11 @@ class ContentAnalyzer:
             "tempo_bpm": tempo(onset),
             "key": key(self._chroma),
             "harmonic_percussive_ratio_db": _ratio_db(self._harmonic, self._percussive),
-            "ratios": ratios(level, fraction, speech_mask),
+            "ratios": ratios(
+                level,
+                fraction,
+                None if speech is None else speech_mask_from_segments(speech, len(level)),
+            ),
         }
 
 
@@ -235,7 +239,7 @@ def ratios(
     threshold: float = max(SILENCE_FLOOR_DBFS, min(floor + SILENCE_ABOVE_FLOOR_DB,
                                             active - SILENCE_BELOW_ACTIVE_DB))  # fmt: skip
     silent = level_db < threshold
-    speech = np.zeros(n, bool) if speech_mask is None else _fit(speech_mask, n) & ~silent
+    speech = np.zeros(n, bool) if speech_mask is None else speech_mask & ~silent
     music = ~silent & ~speech & (harmonic_fraction >= MUSIC_HARMONIC_FRACTION)
     return {
         "silence": round(float(silent.mean()), 4),
@@ -244,12 +248,6 @@ def ratios(
         "other": round(float((~silent & ~speech & ~music).mean()), 4),
         "silence_threshold_dbfs": round(float(threshold), 1),
     }
-
-
-def _fit(mask: NDArray[np.bool_], n: int) -> NDArray[np.bool_]:
-    out = np.zeros(n, bool)
-    out[: min(n, len(mask))] = mask[:n]
-    return out
 
 
 def speech_mask_from_segments(segments: list[dict[str, float]], n_frames: int) -> NDArray[np.bool_]:

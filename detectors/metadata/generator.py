@@ -18,7 +18,7 @@ import soundfile as sf
 import soxr
 from numpy.typing import NDArray
 
-from detectors.metadata.content import RATE, ContentAnalyzer, speech_mask_from_segments
+from detectors.metadata.content import RATE, ContentAnalyzer
 from detectors.metadata.dublin_core import (
     CATEGORY_SUBJECTS,
     build_record,
@@ -81,43 +81,72 @@ class _SpeechFinder:
         ]
 
 
+class SignalAnalyzer:
+    """Measures one recording from its blocks, in a single pass.
+
+    ``feed`` takes blocks at the file's own rate and channels (loudness, peaks, noise,
+    bandwidth) and, unless the 16 kHz mono signal comes separately through
+    ``feed_16k``, resamples their channel mix for the content analysis. A reader that
+    already decodes the file (the pipeline's file source) can feed both and so spare
+    a second decode.
+    """
+
+    def __init__(
+        self, sample_rate: int, channels: int, *, own_16k: bool = True, detect_speech: bool = False
+    ) -> None:
+        self.technical = TechnicalMeter(sample_rate, channels)
+        self.content = ContentAnalyzer()
+        self.speech = _SpeechFinder() if detect_speech else None
+        self._mix = np.full(channels, 1 / channels, np.float32)
+        self._resampler = (
+            soxr.ResampleStream(sample_rate, RATE, 1, dtype="float32", quality="MQ")
+            if own_16k
+            else None
+        )
+
+    def feed(self, block: NDArray[np.float32]) -> None:
+        """A ``(frames, channels)`` block at the file's rate (full scale 1.0, finite)."""
+        self.technical.feed(block)
+        if self._resampler is not None:
+            mono = block @ self._mix  # a matrix-vector product: far faster than mean(axis=1)
+            self.feed_16k(self._resampler.resample_chunk(mono))
+
+    def feed_16k(self, chunk: NDArray[np.float32]) -> None:
+        """16 kHz mono samples (only if constructed with ``own_16k=False``, or internally)."""
+        self.content.feed(chunk)
+        if self.speech is not None:
+            self.speech.feed(chunk)
+
+    def finish(self) -> None:
+        """Flush the resampler: call once after the last block."""
+        if self._resampler is not None:
+            self.feed_16k(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+            self._resampler = None
+
+
 def _analyse(
-    path: Path, samples_16k: NDArray[np.float32] | None, speech: _SpeechFinder | None = None
-) -> tuple[dict[str, Any], ContentAnalyzer, Any]:
-    """Read ``path`` once; return the technical measures, the fed content analyzer, sf info."""
+    path: Path, samples_16k: NDArray[np.float32] | None, detect_speech: bool
+) -> tuple[SignalAnalyzer, Any]:
+    """Read ``path`` once into a :class:`SignalAnalyzer`; return it and the file's info."""
     info = sf.info(str(path))
-    meter = TechnicalMeter(int(info.samplerate), int(info.channels))
-    analyzer = ContentAnalyzer()
-
-    def feed_16k(chunk: NDArray[np.float32]) -> None:
-        analyzer.feed(chunk)
-        if speech is not None:
-            speech.feed(chunk)
-
-    resampler = (
-        None
-        if samples_16k is not None
-        else soxr.ResampleStream(info.samplerate, RATE, 1, dtype="float32", quality="MQ")
+    analyzer = SignalAnalyzer(
+        int(info.samplerate),
+        int(info.channels),
+        own_16k=samples_16k is None,
+        detect_speech=detect_speech,
     )
-    mix = np.full(info.channels, 1 / info.channels, np.float32)
     floating = info.subtype in ("FLOAT", "DOUBLE")  # only float samples can be NaN or inf
     with sf.SoundFile(str(path)) as f:
         for raw in f.blocks(BLOCK_FRAMES, dtype="float32", always_2d=True):
             block = raw
             if floating and not np.isfinite(raw).all():
                 block = np.nan_to_num(raw, nan=0.0, posinf=1.0, neginf=-1.0)
-            meter.feed(block)
-            if resampler is not None:
-                mono = block @ mix  # a matrix-vector product: far faster than mean(axis=1)
-                feed_16k(resampler.resample_chunk(mono))
-    if resampler is not None:
-        feed_16k(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-    elif samples_16k is not None:
+            analyzer.feed(block)
+    analyzer.finish()
+    if samples_16k is not None:
         for i in range(0, len(samples_16k), BLOCK_FRAMES):
-            feed_16k(np.asarray(samples_16k[i : i + BLOCK_FRAMES], dtype=np.float32))
-    technical = {**_container(info), **meter.result()}
-    technical["file_size_bytes"] = path.stat().st_size
-    return technical, analyzer, info
+            analyzer.feed_16k(np.asarray(samples_16k[i : i + BLOCK_FRAMES], dtype=np.float32))
+    return analyzer, info
 
 
 def _description(technical: dict[str, Any], content: dict[str, Any],
@@ -166,24 +195,73 @@ def generate_metadata(
     run the shipped VAD for the speech ratio when no ``voice_activity`` is given.
     A file that cannot be decoded is a ``ValueError`` with a one-line reason.
     """
-    curator_fields = check_curator_fields(curator)
-    speech = _SpeechFinder() if detect_speech and voice_activity is None else None
+    check_curator_fields(curator)  # before the expensive part
     try:
-        technical, analyzer, info = _analyse(path, samples_16k, speech)
+        signal, info = _analyse(path, samples_16k, detect_speech and voice_activity is None)
     except (sf.LibsndfileError, RuntimeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{path}: cannot decode as audio ({detail})") from None
-    if speech is not None:
-        voice_activity = speech.finish()
+    return assemble(
+        path, info, signal, voice_activity=voice_activity, heritage=heritage,
+        curator=curator, identifier=identifier, sha256=sha256,
+    )  # fmt: skip
+
+
+def assemble(
+    path: Path,
+    info: Any,
+    signal: SignalAnalyzer,
+    *,
+    voice_activity: dict[str, Any] | None = None,
+    heritage: dict[str, Any] | None = None,
+    curator: dict[str, Any] | None = None,
+    identifier: str | None = None,
+    sha256: str | None = None,
+) -> dict[str, Any]:
+    """The section from a fully fed :class:`SignalAnalyzer` (``info``: ``soundfile.info``)."""
+    curator_fields = check_curator_fields(curator)
+    if signal.speech is not None and voice_activity is None:
+        voice_activity = signal.speech.finish()
     chunks = read_chunks(path)
-    technical["bext"], technical["riff_info"] = chunks["bext"], chunks["info"]
+    technical = {
+        **_container(info),
+        **signal.technical.result(),
+        "file_size_bytes": path.stat().st_size,
+        "hum": signal.content.hum(),  # on the 16 kHz signal: 3.9 Hz resolution
+        "bext": chunks["bext"],
+        "riff_info": chunks["info"],
+    }
     if "error" in chunks:
         technical["chunk_error"] = chunks["error"]
-    technical["hum"] = analyzer.hum()  # measured on the 16 kHz signal: 3.9 Hz resolution
-    content = analyzer.result(_speech_mask(voice_activity, analyzer))
+    content = signal.content.result(
+        None if voice_activity is None else voice_activity.get("segments", [])
+    )
     tags = cultural_tags(technical, content, int(info.samplerate), heritage)
-    digest = sha256 or _sha256(path)
-    generated: dict[str, list[str]] = {
+    generated = _generated_elements(technical, content, tags, sha256 or _sha256(path), identifier)
+    elements, sources = build_record(generated, embedded_fields(chunks), curator_fields)
+    language = curator_fields["language"][0] if curator_fields.get("language") else None
+    localized = frozenset(k for k, v in sources.items() if v == "curator")
+    return {
+        "technical": technical,
+        "content": content,
+        "cultural_tags": tags,
+        "dublin_core": {
+            "elements": elements,
+            "sources": sources,
+            "oai_dc": to_oai_dc(elements, language, localized),
+        },
+    }
+
+
+def _generated_elements(
+    technical: dict[str, Any],
+    content: dict[str, Any],
+    tags: dict[str, Any],
+    digest: str,
+    identifier: str | None,
+) -> dict[str, list[str]]:
+    """The Dublin Core elements the analysis itself can state."""
+    generated = {
         "type": ["Sound"],
         "format": [
             mime_type(technical["container"], technical["codec"]),
@@ -194,29 +272,7 @@ def generate_metadata(
     }
     if tags.get("genre"):
         generated["subject"] = [CATEGORY_SUBJECTS.get(tags["genre"], tags["genre"])]
-    elements, sources = build_record(generated, embedded_fields(chunks), curator_fields)
-    language = curator_fields["language"][0] if curator_fields.get("language") else None
-    return {
-        "technical": technical,
-        "content": content,
-        "cultural_tags": tags,
-        "dublin_core": {
-            "elements": elements,
-            "sources": sources,
-            "oai_dc": to_oai_dc(
-                elements, language, frozenset(k for k, v in sources.items() if v == "curator")
-            ),
-        },
-    }
-
-
-def _speech_mask(
-    voice_activity: dict[str, Any] | None, analyzer: ContentAnalyzer
-) -> NDArray[np.bool_] | None:
-    if voice_activity is None:
-        return None
-    n_frames = max(0, (analyzer.samples - 1) // 512 + 1)
-    return speech_mask_from_segments(voice_activity.get("segments", []), n_frames)
+    return generated
 
 
 def _sha256(path: Path) -> str:
