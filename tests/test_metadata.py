@@ -389,3 +389,19 @@ def test_measures_do_not_depend_on_block_sizes() -> None:
     reference = measured(65536)
     for block in (333, 4096):
         assert measured(block) == reference, block  # values are rounded as reported
+
+
+def test_tape_like_band_and_hiss_sound_like_tape(tmp_path: Path) -> None:
+    from scipy import signal
+
+    rate = 44_100
+    rng = np.random.default_rng(11)
+    gate = np.repeat(rng.random(100) > 0.3, rate // 10)
+    music = rng.standard_normal(rate * 10) * 0.1 * gate
+    hiss = 10 ** (-60 / 20) * rng.standard_normal(len(music))  # in the pauses too
+    # Nothing above about 14 kHz (a steep edge, so the band is unambiguous), hiss at -60 dBFS.
+    tape = signal.sosfilt(signal.ellip(10, 0.5, 80, 13_000, fs=rate, output="sos"), music + hiss)
+    era = generate_metadata(write(tmp_path / "tape.wav", tape.astype(np.float32), rate=rate))
+    estimate = era["cultural_tags"]["recording_era"]
+    assert estimate["era"] == "analogue_tape"
+    assert 12_000 < estimate["basis"]["effective_bandwidth_hz"] < 15_000

@@ -4,9 +4,11 @@ The era is inferred from what a recording chain leaves in the sound, not from an
 catalogue: acoustic 78s rarely carry anything above 4-5 kHz, electrical 78s reach
 6-8 kHz under loud surface noise, tape reaches 12-16 kHz over hiss, digital
 recordings use the whole band over a low floor (or pause in true digital silence).
-The scores are soft memberships of those bands (normal in log-frequency, half an
-octave wide) weighted by noise; they are evidence, not dating, and the result says
-which measures it used.
+Each era's score is a soft membership of its band edge (normal in log-frequency,
+half an octave wide) times one of its range of noise floors; the scores are
+evidence, not dating, and the result says which measures it used. The noise floor
+is the quietest 10 % of the file: dense material without pauses reads its quietest
+passage as the floor and looks older than it is.
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+# Per era: the band edge the chain leaves (Hz) and the range of noise floors it has (dBFS).
 ERAS: dict[str, dict[str, Any]] = {
-    "acoustic_78rpm": {"years": "c. 1895-1925", "bandwidth_hz": 3500.0, "noisy": True},
-    "electrical_78rpm": {"years": "c. 1925-1955", "bandwidth_hz": 6500.0, "noisy": True},
-    "analogue_tape": {"years": "c. 1950-1990", "bandwidth_hz": 13000.0, "noisy": None},
-    "digital": {"years": "c. 1982-", "bandwidth_hz": 20000.0, "noisy": False},
+    "acoustic_78rpm": {"years": "c. 1895-1925", "bandwidth_hz": 3500.0, "floor": (-45.0, -20.0)},
+    "electrical_78rpm": {"years": "c. 1925-1955", "bandwidth_hz": 6500.0, "floor": (-55.0, -30.0)},
+    "analogue_tape": {"years": "c. 1950-1990", "bandwidth_hz": 13000.0, "floor": (-75.0, -45.0)},
+    "digital": {"years": "c. 1982-", "bandwidth_hz": 20000.0, "floor": (-150.0, -65.0)},
 }
 BANDWIDTH_OCTAVES = 0.5  # spread of each era's band edge
-NOISY_FLOOR_DBFS = -55.0  # noise floor where surface noise starts to dominate
-NOISE_SLOPE_DB = 5.0
+FLOOR_SPREAD_DB = 10.0  # how fast an era's likelihood falls outside its floor range
 DIGITAL_SILENCE_RATIO = 0.01  # share of 50 ms frames below -120 dBFS
 FULL_BAND = 0.9  # bandwidth above this fraction of Nyquist: limited by the sample rate
 
@@ -44,10 +46,8 @@ def era_estimate(technical: dict[str, Any], sample_rate: int) -> dict[str, Any] 
         return None
     nyquist = sample_rate / 2
     capped = bandwidth >= FULL_BAND * nyquist
-    noisy = 1.0 / (1.0 + math.exp(-((noise if noise is not None else -120.0) - NOISY_FLOOR_DBFS)
-                                  / NOISE_SLOPE_DB))  # fmt: skip
     if (technical.get("digital_silence_ratio") or 0) >= DIGITAL_SILENCE_RATIO:
-        noisy = 0.0  # pauses of digital zero: no analogue stage (or a noise gate) in the chain
+        noise = -140.0  # pauses of digital zero: no analogue stage (or a noise gate) in the chain
     scores = {}
     for era, spec in ERAS.items():
         edge = spec["bandwidth_hz"]
@@ -55,8 +55,7 @@ def era_estimate(technical: dict[str, Any], sample_rate: int) -> dict[str, Any] 
             band = 1.0  # the file's rate hides any edge above its Nyquist
         else:
             band = math.exp(-0.5 * (math.log2(bandwidth / edge) / BANDWIDTH_OCTAVES) ** 2)
-        weight = {True: 0.3 + 0.7 * noisy, False: 0.3 + 0.7 * (1 - noisy), None: 1.0}[spec["noisy"]]
-        scores[era] = band * weight
+        scores[era] = band * _floor_likelihood(noise, spec["floor"])
     total = sum(scores.values())
     if total <= 0:
         return None
@@ -70,10 +69,19 @@ def era_estimate(technical: dict[str, Any], sample_rate: int) -> dict[str, Any] 
         "basis": {
             "effective_bandwidth_hz": bandwidth,
             "bandwidth_limited_by_sample_rate": capped,
-            "noise_floor_dbfs": noise,
+            "noise_floor_dbfs": technical.get("noise_floor_dbfs"),
             "digital_silence_ratio": technical.get("digital_silence_ratio"),
         },
     }
+
+
+def _floor_likelihood(noise: float | None, floor: tuple[float, float]) -> float:
+    """1 inside the era's range of noise floors, falling off as a Gaussian outside it."""
+    if noise is None:
+        return 1.0
+    low, high = floor
+    distance = max(low - noise, noise - high, 0.0)
+    return math.exp(-0.5 * (distance / FLOOR_SPREAD_DB) ** 2)
 
 
 def hints(content: dict[str, Any], category: str | None) -> list[dict[str, str]]:
