@@ -51,13 +51,34 @@ def blob_store(settings: Settings) -> BlobStore:
     return BlobStore(settings.HERITAGE_DATA_DIR / "uploads")
 
 
+SECTIONS_OF: dict[str, frozenset[str]] = {
+    "quick": frozenset({"voice_activity"}),
+    "speaker": frozenset({"voice_activity", "speaker_recognition"}),
+    "heritage": frozenset({"voice_activity", "heritage_classification"}),
+    "metadata": frozenset({"voice_activity", "heritage_classification", "metadata_generation"}),
+    "comprehensive": frozenset(
+        {"voice_activity", "speaker_recognition", "heritage_classification", "metadata_generation"}
+    ),
+}
+"""The result sections each processing type computes."""
+
+
 def default_analysis(
     path: Path, options: dict[str, Any], progress: Callable[[float], None]
 ) -> dict[str, Any]:
     """Run the analysis a processing type asks for (the whole pipeline for ``comprehensive``)."""
+    from config.pipeline import load_pipeline_config
     from stream.analyze import analyze_file
 
-    return analyze_file(path, progress=progress)
+    return analyze_file(
+        path,
+        load_pipeline_config(options.get("config_path")),
+        progress=progress,
+        n_speakers=options.get("n_speakers"),
+        sections=SECTIONS_OF[options["processing_type"]],
+        task_id=options["task_id"],
+        curator=options.get("dublin_core") or None,
+    )
 
 
 async def claim(db: Database, task_id: str, owner: str) -> Task | None:
@@ -141,7 +162,7 @@ async def execute(
     *,
     owner: str | None = None,
     analysis: Analysis = default_analysis,
-    on_complete: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
+    on_complete: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None,
 ) -> str | None:
     """Claim and run one job; returns its final status, or ``None`` if not ours to run."""
     owner = owner or worker_name()
@@ -152,7 +173,12 @@ async def execute(
     state = {"progress": 0.0}
     renewer = asyncio.create_task(_renew(db, task_id, owner, state))
     started = time.monotonic()
-    options = {**task.options, "processing_type": task.processing_type}
+    options = {
+        **task.options,
+        "processing_type": task.processing_type,
+        "task_id": task_id,
+        "config_path": settings.HERITAGE_CONFIG,
+    }
     try:
         document = await asyncio.to_thread(
             analysis, path, options, lambda f: state.__setitem__("progress", f)
@@ -177,9 +203,15 @@ async def execute(
     logger.info("job %s completed in %.2f s", task_id, time.monotonic() - started)
     if on_complete is not None:
         try:
-            await on_complete(task_id, document)
+            notified = await on_complete(task_id, document)
         except Exception:
             logger.exception("job %s: completion hook failed", task_id)
+        else:
+            if notified:
+                async with db.session() as session:
+                    await session.execute(
+                        update(Task).where(Task.id == task_id).values(maxxi_notified_at=utcnow())
+                    )
     return "completed"
 
 

@@ -82,19 +82,24 @@ class ServiceMetrics:
         )
 
 
-def completion_hook(settings: Settings) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-    """What happens after a job completes: the MAXXI archive copy and callback."""
+def completion_hook(settings: Settings) -> Callable[[str, dict[str, Any]], Awaitable[bool]]:
+    """What happens after a job completes: the MAXXI archive copy and the signed callback.
 
-    async def on_complete(task_id: str, document: dict[str, Any]) -> None:
+    Returns True once MAXXI has acknowledged the callback (the task records when).
+    """
+
+    async def on_complete(task_id: str, document: dict[str, Any]) -> bool:
         if not settings.MAXXI_COMPATIBILITY_MODE:
-            return
+            return False
         from sinks.maxxi import MAXXIConnector
 
         connector = MAXXIConnector(settings)
         export = connector.format_for_maxxi(document)
         await asyncio.to_thread(connector.store_in_archive, export)
-        if settings.MAXXI_CALLBACK_URL:
-            await asyncio.to_thread(connector.notify, task_id, export)
+        if not settings.MAXXI_CALLBACK_URL:
+            return False
+        await asyncio.to_thread(connector.notify, task_id, export)
+        return True
 
     return on_complete
 

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from config.pipeline import PipelineConfig
 from config.version import VERSION
-from detectors import VadConfig
+from detectors import DetectorConfig, VadConfig
 from detectors.heritage import heritage_classification, heritage_provenance, with_heritage
 from detectors.metadata.generator import metadata_for_result
 from detectors.speaker import encoder_provenance
@@ -72,10 +72,24 @@ def voice_activity(events: list[Event], duration: float) -> dict[str, Any]:
     }
 
 
-def _analysis_config(config: PipelineConfig) -> PipelineConfig:
-    """The configured detectors minus the level meter, which adds nothing to a file's result."""
-    detectors = with_heritage([d for d in config.detectors if d.type != "level"] or [VadConfig()])
-    return config.model_copy(update={"detectors": detectors})
+SECTIONS = frozenset(
+    {"voice_activity", "speaker_recognition", "heritage_classification", "metadata_generation"}
+)
+"""The ``results`` sections a file analysis can produce (all of them by default)."""
+
+
+def _analysis_config(config: PipelineConfig, sections: frozenset[str]) -> PipelineConfig:
+    """The configured detectors the asked-for sections need; the level meter adds nothing."""
+    detectors: list[DetectorConfig] = [d for d in config.detectors if d.type != "level"] or [
+        VadConfig()
+    ]
+    # The heritage category also gives the metadata its genre and Dublin Core subject.
+    if sections & {"heritage_classification", "metadata_generation"}:
+        detectors = with_heritage(detectors)
+    config = config.model_copy(update={"detectors": detectors})
+    if "speaker_recognition" in sections:
+        config = speaker_analysis_config(config)
+    return config
 
 
 def analyze_file(
@@ -83,12 +97,22 @@ def analyze_file(
     config: PipelineConfig | None = None,
     progress: Progress | None = None,
     n_speakers: int | None = None,
+    *,
+    sections: frozenset[str] = SECTIONS,
+    task_id: str | None = None,
+    curator: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse one file and return its result document; :class:`SourceError` if unreadable.
 
     ``n_speakers``: the number of speakers, when known (estimated otherwise).
+    ``sections``: which ``results`` to compute (voice activity always comes).
+    ``task_id``: the document's id (a new UUID by default); ``curator``: Dublin Core
+    fields supplied with the recording, merged into the generated metadata.
     """
-    config = speaker_analysis_config(_analysis_config(config or PipelineConfig()))
+    unknown = sections - SECTIONS
+    if unknown:
+        raise ValueError(f"unknown result section(s): {', '.join(sorted(unknown))}")
+    config = _analysis_config(config or PipelineConfig(), sections)
     source = FileSource(FileSourceConfig(name=path.name, path=path, realtime=False))
     source.open()
     info = audio_info(path)
@@ -104,28 +128,34 @@ def analyze_file(
         raise SourceError(runner.message)
     if progress:
         progress(1.0)
+    results: dict[str, Any] = {"voice_activity": voice_activity(events, info["duration"])}
+    models = {
+        "vad": vad_provenance(
+            next((d for d in config.detectors if isinstance(d, VadConfig)), VadConfig())
+        )
+    }
+    if "speaker_recognition" in sections:
+        results["speaker_recognition"] = speaker_recognition(path, runner, n_speakers)
+        models["speaker_encoder"] = encoder_provenance()
+    if sections & {"heritage_classification", "metadata_generation"}:
+        results["heritage_classification"] = heritage_classification(events)
+        models["heritage"] = heritage_provenance(config.detectors)
     result: dict[str, Any] = {
-        "task_id": str(uuid.uuid4()),
+        "task_id": task_id or str(uuid.uuid4()),
         "audio_info": info,
-        "results": {
-            "voice_activity": voice_activity(events, info["duration"]),
-            "speaker_recognition": speaker_recognition(path, runner, n_speakers),
-            "heritage_classification": heritage_classification(events),
-        },
+        "results": results,
         "provenance": {
             "software_version": VERSION,
-            "models": {
-                "vad": vad_provenance(
-                    next((d for d in config.detectors if isinstance(d, VadConfig)), VadConfig())
-                ),
-                "speaker_encoder": encoder_provenance(),
-                "heritage": heritage_provenance(config.detectors),
-            },
+            "models": models,
             "parameters": {
                 "analysis_sample_rate": config.analysis_sample_rate,
+                "sections": sorted(sections),
                 "detectors": [d.model_dump() for d in config.detectors],
             },
         },
     }
-    result["results"]["metadata_generation"] = metadata_for_result(path, result)
+    if "metadata_generation" in sections:
+        results["metadata_generation"] = metadata_for_result(path, result, curator)
+    if "heritage_classification" not in sections:
+        results.pop("heritage_classification", None)
     return result

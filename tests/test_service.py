@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import func, select
 
-from sinks.store import AuditEntry, Database, Result, Task
+from sinks.maxxi import verify_signature
+from sinks.store import AuditEntry, Database, MaxxiFeedback, Result, Task
 from tests.conftest import DATA
 from tests.service import Client, api, postgres_database, settings_for
 
@@ -62,6 +69,7 @@ def test_upload_poll_and_read_the_result(client: Client) -> None:
     assert document["audio_info"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert document["audio_info"]["filename"] == "vad_clean.flac"
     assert document["audio_info"]["duration"] == pytest.approx(20.0, abs=0.01)
+    assert set(document["results"]) == {"voice_activity"}  # quick: voice activity only
     segments = document["results"]["voice_activity"]["segments"]
     assert segments
     assert all(s["end"] > s["start"] for s in segments)
@@ -96,3 +104,112 @@ def test_identical_uploads_share_one_file(client: Client) -> None:
     assert client.http.get(f"/api/v1/status/{second}", headers=client.auth()).status_code == 404
     assert _count(client, AuditEntry, action="task.deleted") == 2
     assert _count(client, Task) == 0
+
+
+class _Callbacks(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers.items()), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def maxxi_receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
+    """A local HTTP server standing in for MAXXI's callback endpoint."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Callbacks)
+    _Callbacks.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/maxxi/callback", _Callbacks.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_maxxi_export_archive_and_signed_callback(
+    store: str, tmp_path: Path, maxxi_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    url, received = maxxi_receiver
+    secret = "maxxi-shared-secret"
+    with contextlib.ExitStack() as stack:
+        name = stack.enter_context(postgres_database()) if store == "postgresql" else None
+        settings = settings_for(
+            store, tmp_path, name, MAXXI_CALLBACK_URL=url, MAXXI_CALLBACK_SECRET=secret
+        )
+        client = stack.enter_context(api(settings))
+        answer = client.upload(
+            DATA / "vad_clean.flac", title="Oral history 12", creator="Museum archive",
+            rights="CC BY 4.0", processing_type="comprehensive",
+        )  # fmt: skip
+        task_id = answer.json()["task_id"]
+        assert client.wait(task_id)["status"] == "completed"
+
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(received) == 1
+        headers, body = received[0]
+        assert verify_signature(body, headers, secret)
+        assert not verify_signature(body + b" ", headers, secret)
+        export = json.loads(body)
+        assert export["task_id"] == task_id
+
+        archived = list((tmp_path / "maxxi").rglob(f"{task_id}.json"))
+        assert len(archived) == 1
+        assert json.loads(archived[0].read_bytes()) == export
+        assert not [p for p in (tmp_path / "maxxi").rglob("*") if p.name.startswith(".")]
+
+        served = client.http.get(
+            f"/api/maxxi/metadata/{task_id}", headers=client.auth("integration")
+        )
+        assert served.status_code == 200
+        document = client.http.get(f"/api/v1/results/{task_id}", headers=client.auth()).json()
+        assert set(document["results"]) == {
+            "voice_activity", "speaker_recognition", "heritage_classification",
+            "metadata_generation",
+        }  # fmt: skip
+        assert "Oral history 12" in served.text
+        assert "CC BY 4.0" in served.text
+        xml = client.http.get(
+            f"/api/maxxi/metadata/{task_id}?format=xml", headers=client.auth("integration")
+        )
+        assert xml.headers["content-type"].startswith("application/xml")
+        assert b"Oral history 12" in xml.content
+
+        correction = {
+            "task_id": task_id, "kind": "correction",
+            "corrections": {"category": "spoken_word", "speakers": {"Speaker_1": "Anna Rossi"}},
+        }  # fmt: skip
+        posted = client.http.post(
+            "/api/maxxi/results", json=correction, headers=client.auth("integration")
+        )
+        assert posted.status_code == 201
+        assert _count(client, MaxxiFeedback, task_id=task_id, kind="correction") == 1
+        task = asyncio.run(_task(client, task_id))
+        assert task.maxxi_notified_at is not None
+        unknown = {**correction, "task_id": "00000000-0000-4000-8000-000000000000"}
+        assert (
+            client.http.post(
+                "/api/maxxi/results", json=unknown, headers=client.auth("integration")
+            ).status_code
+            == 404
+        )
+
+
+async def _task(client: Client, task_id: str) -> Task:
+    db = Database(client.settings, pooled=False)
+    try:
+        async with db.session() as session:
+            task = await session.get(Task, task_id)
+            assert task is not None
+            return task
+    finally:
+        await db.close()
