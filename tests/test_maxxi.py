@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ import pytest
 from lxml import etree
 
 from config.settings import Settings
-from detectors.metadata import validate_oai_dc
+from detectors.metadata import generate_metadata, validate_oai_dc
 from sinks.maxxi import (
     DELIVERY_HEADER,
     EXPORT_SCHEMA,
@@ -26,7 +27,7 @@ from sinks.maxxi import (
     sign,
     verify_signature,
 )
-from stream.analyze import analyze_file
+from stream.analyze import audio_info
 from tests.conftest import DATA, free_port
 
 SECRET = "maxxi-test-secret"
@@ -35,14 +36,41 @@ EXPORTED_AT = datetime(2026, 11, 24, 7, 30, tzinfo=UTC).timestamp()
 
 @pytest.fixture(scope="module")
 def result() -> dict[str, Any]:
-    """A real result document, with the sections other detectors add when they run."""
-    document = analyze_file(DATA / "vad_clean.flac")
-    document["results"].setdefault(
-        "heritage_classification",
-        {"predicted_category": "spoken_word", "confidence": 0.91,
-         "scores": {"spoken_word": 0.91, "historical_speech": 0.09}, "timeline": []},
-    )  # fmt: skip
-    return document
+    """A result document: real audio info and metadata of a fixture; the classifier and
+    speaker sections as DESIGN.md shows them (their own tests cover how they are made)."""
+    path = DATA / "vad_clean.flac"
+    task_id = str(uuid.uuid4())
+    heritage = {
+        "predicted_category": "spoken_word", "confidence": 0.91,
+        "scores": {"spoken_word": 0.91, "historical_speech": 0.05, "folk_music": 0.01,
+                   "classical_music": 0.01, "opera": 0.01, "religious_chant": 0.01},
+        "timeline": [{"start": 0.0, "end": 20.0, "category": "spoken_word", "confidence": 0.9}],
+    }  # fmt: skip
+    speakers = {
+        "speakers_detected": 2, "dominant_speaker": "Speaker_1", "interruptions": 0,
+        "segments": [{"start": 0.6, "end": 3.16, "speaker": "Speaker_1"}],
+        "speakers": {
+            "Speaker_1": {"speaking_time": 6.2, "turns": 3, "name": None},
+            "Speaker_2": {"speaking_time": 3.8, "turns": 2, "name": "Maria Rossi"},
+        },
+    }  # fmt: skip
+    info = audio_info(path)
+    return {
+        "task_id": task_id,
+        "audio_info": info,
+        "results": {
+            "heritage_classification": heritage,
+            "speaker_recognition": speakers,
+            "metadata_generation": generate_metadata(
+                path,
+                heritage=heritage,
+                identifier=task_id,
+                sha256=info["sha256"],
+                curator={"title": "Letture", "language": "en"},
+            ),
+        },
+        "provenance": {"software_version": "test", "models": {"vad": "sha256:0"}},
+    }
 
 
 def connector(tmp_path: Path, **settings: Any) -> MAXXIConnector:
@@ -62,9 +90,13 @@ def test_json_export_carries_dublin_core_category_speakers_and_provenance(
     assert export["exported_at"] == "2026-11-24T07:30:00+00:00"
     assert len(export["dublin_core"]) == 15
     assert export["dublin_core"]["type"] == ["Sound"]
-    heritage = result["results"]["heritage_classification"]
-    assert export["heritage"]["predicted_category"] == heritage["predicted_category"]
-    assert export["speakers"]["speakers_detected"] == len(export["speakers"]["speakers"])
+    assert export["heritage"]["predicted_category"] == "spoken_word"
+    assert export["dublin_core"]["subject"] == ["Spoken word"]
+    assert export["dublin_core"]["title"] == ["Letture"]
+    assert export["speakers"]["speakers"] == [
+        {"label": "Speaker_1", "name": None, "speaking_time": 6.2, "turns": 3},
+        {"label": "Speaker_2", "name": "Maria Rossi", "speaking_time": 3.8, "turns": 2},
+    ]
     assert export["provenance"] == result["provenance"]
     body, media_type = c.serialize(export, "json")
     assert media_type == "application/json"
@@ -89,7 +121,9 @@ def test_xml_export_is_well_formed_and_embeds_a_valid_oai_dc_record(
     assert validate_oai_dc(etree.tostring(record)) == []
     scores = {s.get("category"): float(s.text) for s in root.iterfind("m:heritage/m:score", ns)}
     assert scores == pytest.approx(export["heritage"]["scores"])
-    assert set(scores) >= {"spoken_word"}
+    assert scores["spoken_word"] == pytest.approx(0.91)
+    names = [s.get("name") for s in root.iterfind("m:speakers/m:speaker", ns)]
+    assert names == ["", "Maria Rossi"]
 
 
 def test_unknown_format_is_a_value_error(tmp_path: Path, result: dict[str, Any]) -> None:
@@ -274,3 +308,23 @@ def test_verify_signature_rejects_tampering_wrong_keys_and_replays() -> None:
     # Re-stamping a captured signature with a fresh time breaks it.
     forged = headers[SIGNATURE_HEADER].replace("t=1000000", "t=1000500")
     assert not verify_signature(body, {SIGNATURE_HEADER: forged}, SECRET, now=1_000_500)
+
+
+def test_a_result_with_only_voice_activity_still_exports(tmp_path: Path) -> None:
+    # The quick processing type: no speakers, no category, no metadata section.
+    minimal = {
+        "task_id": "0b7f3a52-93a4-4c39-8f7e-2c1d5e6f7a8b",
+        "audio_info": {"duration": 1.0, "sample_rate": 16000, "channels": 1},
+        "results": {"voice_activity": {"speech_ratio": 0.0, "segments": []}},
+        "provenance": {"software_version": "0.1.0", "models": {}},
+    }
+    c = connector(tmp_path, MAXXI_OUTPUT_FORMAT="xml")
+    export = c.format_for_maxxi(minimal)
+    assert export["heritage"] is None
+    assert export["speakers"] is None
+    assert export["oai_dc"] is None
+    root = etree.fromstring(c.serialize(export)[0])
+    ns = {"m": "urn:heritage-audio:maxxi-export:1"}
+    assert root.find("m:heritage", ns).get("present") == "false"
+    assert root.find("m:metadata", ns).getchildren() == []
+    assert c.store_in_archive(export).name == f"{minimal['task_id']}.xml"
