@@ -232,7 +232,15 @@ def ratios(
     harmonic_fraction: NDArray[np.float32],
     speech_mask: NDArray[np.bool_] | None,
 ) -> dict[str, float | None]:
-    """Fractions of frames that are silence, speech, music, or other sound (noise)."""
+    """Shares of 32 ms frames that are silence, speech, music or other sound; they sum to 1.
+
+    Silence: below a threshold 6 dB above the quietest 5 % of frames, but at least
+    20 dB under the loudest 5 % and never under -70 dBFS (so a steady signal has no
+    silence and a noisy one has its pauses). Speech: the VAD's segments. Music: the
+    other frames whose harmonic share after HPSS is at least 0.65 (sustained partials;
+    noise splits about evenly). Other: the rest (noise, percussion, applause). Without
+    VAD segments ``speech`` is ``None`` and speech frames fall under music or other.
+    """
     n = len(level_db)
     active = float(np.percentile(level_db, 95))
     floor = float(np.percentile(level_db, 5))

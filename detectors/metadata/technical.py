@@ -5,6 +5,18 @@ loudness and loudness range (EBU Tech 3342) from libebur128 (``pyebur128``), the
 reference C implementation, and true peak from :mod:`detectors.metadata.truepeak`.
 Mono is measured as one channel (BS.1770), not as dual mono, so a full-scale mono
 sine reads 3 dB below the same sine on both channels of a stereo file.
+
+The other measures, as reported:
+
+- ``dc_offset``: the mean of each channel (full scale 1.0);
+- ``clipping_ratio``: share of samples in runs of 3 or more at full scale;
+- ``noise_floor_dbfs``: the 10th percentile of the power of 50 ms frames (all
+  channels), digital silence left out; ``digital_silence_ratio``: share of frames
+  below -120 dBFS;
+- ``effective_bandwidth_hz``: the highest frequency at which the long-term average
+  spectrum of the channel mix (4096-point frames, four a second, smoothed over nine
+  bins) is within 60 dB of its maximum; ``spectral_rolloff_99_hz``: the frequency
+  below which 99 % of its energy lies.
 """
 
 from __future__ import annotations
@@ -202,7 +214,7 @@ class TechnicalMeter:
             return {"effective_bandwidth_hz": None, "spectral_rolloff_99_hz": None}
         ltas = state.power / state.frames
         freqs = np.fft.rfftfreq(SPECTRUM_FFT, 1 / self.sample_rate)
-        # Smooth over ~1/6 octave-ish fixed width so single bins never decide the edge.
+        # Smooth over nine bins so a single bin (a tone, a leak) never decides the edge.
         smooth = np.convolve(ltas, np.ones(9) / 9, mode="same")
         total = smooth.sum()
         if total <= 0:

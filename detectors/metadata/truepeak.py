@@ -6,10 +6,12 @@ could hold the true peak: local maxima of ``|x|`` within ``MARGIN_DB`` of the
 running peak, two sample intervals either side of each. A band-limited signal's
 overshoot between samples stays under 3.01 dB except for contrived signals (a sine
 at a quarter of the sample rate sampled at 45 degrees reaches exactly that), so the
-samples skipped cannot lead to the true peak; should one, the sample peak is still
-a lower bound. The filter is 24 taps per phase (Kaiser, beta 4, cut at the input's
-Nyquist) instead of the annex's 12: it reads sines up to 21 kHz at 48 kHz within
-0.07 dB of their peak (a sine at a quarter of the rate, 45 degrees: -0.18 dB).
+samples skipped (more than 4 dB below) cannot lead to the true peak; should one, the
+sample peak is still a lower bound. On the demo scene and on white noise the result
+equals full oversampling with the same filter. Like libebur128, the reading is never
+below the sample peak. The filter is 24 taps per phase (Kaiser, beta 4, cut at the
+input's Nyquist) instead of the annex's 12: it reads sines up to 21 kHz at 48 kHz
+within 0.07 dB of their peak (a sine at a quarter of the rate, 45 degrees: -0.18 dB).
 """
 
 from __future__ import annotations
