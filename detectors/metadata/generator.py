@@ -9,7 +9,6 @@ caller already has the 16 kHz mono signal.
 from __future__ import annotations
 
 import hashlib
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,6 @@ from detectors.vad import VadConfig, VadDetector
 from stream.events import Event, SpeechEnded
 from stream.windowing import Windower
 
-logger = logging.getLogger(__name__)
-
 BLOCK_FRAMES = 1 << 16
 BIT_DEPTHS = {
     "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
@@ -45,6 +42,7 @@ BIT_DEPTHS = {
 
 
 def _container(info: Any) -> dict[str, Any]:
+    """What ``soundfile.info`` says about the container and its samples."""
     return {
         "container": info.format,
         "container_name": info.format_info,
@@ -54,7 +52,6 @@ def _container(info: Any) -> dict[str, Any]:
         "bit_depth": BIT_DEPTHS.get(info.subtype),
         "channels": int(info.channels),
         "frames": int(info.frames),
-        "file_size_bytes": None,
     }
 
 
@@ -149,8 +146,7 @@ def _analyse(
     return analyzer, info
 
 
-def _description(technical: dict[str, Any], content: dict[str, Any],
-                 tags: dict[str, Any]) -> str:  # fmt: skip
+def _description(technical: dict[str, Any], content: dict[str, Any], tags: dict[str, Any]) -> str:
     """One generated sentence describing the recording."""
     parts = [
         f"Sound recording, {iso_duration(technical['duration'])}, "
