@@ -405,3 +405,11 @@ def test_tape_like_band_and_hiss_sound_like_tape(tmp_path: Path) -> None:
     estimate = era["cultural_tags"]["recording_era"]
     assert estimate["era"] == "analogue_tape"
     assert 12_000 < estimate["basis"]["effective_bandwidth_hz"] < 15_000
+
+
+def test_a_malformed_bext_chunk_is_reported_not_raised(tmp_path: Path) -> None:
+    path = write_bwf(tmp_path / "short_bext.wav", b"too short for a bext chunk", None)
+    meta = generate_metadata(path)
+    assert meta["technical"]["bext"] is None
+    assert "unreadable RIFF chunks" in meta["technical"]["chunk_error"]
+    assert meta["technical"]["duration"] == pytest.approx(2.0)
