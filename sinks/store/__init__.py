@@ -1,5 +1,8 @@
 """The store: database models, sessions, migrations and content-addressed upload files.
 
+Enrolled voice profiles are not here: the capture daemon, which has no database,
+reads them too, so they live in the data directory (detectors/speaker/profiles.py).
+
 SQLite under the data directory by default (aiosqlite); PostgreSQL (asyncpg)
 when ``DB_HOST`` is set. The schema is owned by Alembic (``heritage-audio db
 upgrade``); the database is the source of truth for every job's state.
@@ -14,7 +17,6 @@ from sinks.store.models import (
     MaxxiFeedback,
     MaxxiStatus,
     Result,
-    SpeakerProfile,
     Task,
     User,
 )
@@ -29,7 +31,6 @@ __all__ = [
     "MaxxiStatus",
     "Result",
     "SchemaBehind",
-    "SpeakerProfile",
     "Task",
     "User",
     "database_url",

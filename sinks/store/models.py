@@ -124,18 +124,6 @@ class ApiKey(Base):
     revoked: Mapped[bool] = mapped_column(default=False)
 
 
-class SpeakerProfile(Base):
-    """An enrolled voice: a name and the mean embedding of its recordings."""
-
-    __tablename__ = "speaker_profiles"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(128), unique=True)
-    embedding: Mapped[dict[str, Any]] = mapped_column()
-    recordings: Mapped[int] = mapped_column(Integer, default=1)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
 class AuditEntry(Base):
     """Who did what security-relevant thing, from where, and whether it worked."""
 

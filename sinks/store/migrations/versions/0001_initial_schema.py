@@ -66,16 +66,6 @@ def upgrade() -> None:
         )
 
     op.create_table(
-        "speaker_profiles",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("name", sa.String(length=128), nullable=False),
-        sa.Column("embedding", sa.JSON(), nullable=False),
-        sa.Column("recordings", sa.Integer(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("name"),
-    )
-    op.create_table(
         "tasks",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
@@ -156,7 +146,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_tasks_content_sha256"))
 
     op.drop_table("tasks")
-    op.drop_table("speaker_profiles")
     with op.batch_alter_table("maxxi_status", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_maxxi_status_received_at"))
 
