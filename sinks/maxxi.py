@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from config.settings import Settings
+from config.settings import Settings, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def verify_signature(
 
 
 def _retryable(exc: BaseException) -> bool:
-    """Connection problems and 5xx answers are worth another try; 4xx answers are not."""
+    """Connection problems and 5xx answers are worth another try; 3xx and 4xx are not."""
     return isinstance(exc, CallbackError) and (exc.status is None or exc.status >= 500)
 
 
@@ -119,7 +119,7 @@ class MAXXIConnector:
         timeout_s: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings or Settings()
+        self.settings = settings or load_settings()
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
@@ -214,8 +214,8 @@ class MAXXIConnector:
     def notify(self, task_id: str, payload: dict[str, Any]) -> int | None:
         """POST ``payload`` as JSON to ``MAXXI_CALLBACK_URL``, signed; the final status code.
 
-        Retries connection errors and 5xx answers with exponential backoff; a 4xx
-        answer, or the last failed attempt, raises :class:`CallbackError`. Returns
+        Retries connection errors and 5xx answers with exponential backoff; a 3xx or
+        4xx answer, or the last failed attempt, raises :class:`CallbackError`. Returns
         ``None`` when no callback URL is configured. Every attempt carries the same
         ``X-Heritage-Delivery`` id, so MAXXI can drop a duplicate.
         """
@@ -239,7 +239,7 @@ class MAXXIConnector:
                         response = client.post(url, content=body, headers=headers)
                     except httpx.TransportError as exc:
                         raise CallbackError(f"MAXXI callback unreachable: {exc}") from exc
-                    if response.status_code >= 400:
+                    if not 200 <= response.status_code < 300:  # a redirect is not a delivery
                         raise CallbackError(
                             f"MAXXI callback for task {task_id} answered {response.status_code}",
                             response.status_code,

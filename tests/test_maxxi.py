@@ -239,15 +239,16 @@ def test_callback_retries_503_then_succeeds_with_one_delivery_id(
     assert all(verify_signature(b, h, SECRET, now=EXPORTED_AT) for h, b in recorder.requests)
 
 
-def test_callback_does_not_retry_a_400(
-    tmp_path: Path, result: dict[str, Any], maxxi_server: tuple[str, Recorder]
+@pytest.mark.parametrize("status", [400, 401, 302])
+def test_callback_does_not_retry_a_client_error_or_redirect(
+    tmp_path: Path, result: dict[str, Any], maxxi_server: tuple[str, Recorder], status: int
 ) -> None:
     url, recorder = maxxi_server
-    recorder.statuses = [400]
+    recorder.statuses = [status]
     c = connector(tmp_path, MAXXI_CALLBACK_URL=url)
     with pytest.raises(CallbackError) as raised:
         c.notify(result["task_id"], {"task_id": result["task_id"]})
-    assert raised.value.status == 400
+    assert raised.value.status == status
     assert len(recorder.requests) == 1
 
 
