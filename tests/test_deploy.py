@@ -482,6 +482,8 @@ def test_prometheus_scrapes_what_the_services_serve(compose: dict[str, Any]) -> 
     mounts = [v.split(":")[:2] if isinstance(v, str) else [v["source"], v["target"]]
               for v in services["prometheus"]["volumes"]]  # fmt: skip
     assert [str(PROMETHEUS_YML), "/etc/prometheus/prometheus.yml"] in mounts
+    for rule_file in yaml.safe_load(PROMETHEUS_YML.read_text())["rule_files"]:
+        assert [str(PROMETHEUS_YML.parent / rule_file), f"/etc/prometheus/{rule_file}"] in mounts
 
 
 def test_grafana_is_provisioned_with_the_dashboard(compose: dict[str, Any]) -> None:
@@ -655,30 +657,49 @@ def test_the_dashboard_is_generated_from_its_script() -> None:
     )
 
 
-def test_the_dashboard_queries_only_metrics_that_exist() -> None:
+def _families_queried(where: str, expr: str) -> set[str]:
+    """Metric families ``expr`` queries; fails on a series or label the code does not define."""
     known = _known_metrics()
     suffixes = {Counter: ("_total",), Gauge: ("",), Histogram: ("_bucket", "_sum", "_count")}
+    families = set()
+    grouped = {g.strip() for group in re.findall(r"by \(([^)]*)\)", expr) for g in group.split(",")}
+    for series, labels in re.findall(r"\b(heritage_[a-z_]+)(\{[^}]*\})?", expr):
+        family = next(
+            (name for name, (kind, _) in known.items()
+             for suffix in suffixes[kind] if series == name + suffix),
+            None,
+        )  # fmt: skip
+        assert family, f"{where}: no metric {series}"
+        families.add(family)
+        label_names = set(re.findall(r"(\w+)\s*=~?", labels)) | grouped
+        label_names -= {"le", "instance", "job"}  # Prometheus's own labels
+        assert label_names <= set(known[family][1]), f"{where}: {series} has no {label_names}"
+    return families
+
+
+def test_the_dashboard_queries_only_metrics_that_exist() -> None:
     queries = _dashboard_queries()
     assert len(queries) >= 20
-    covered = set()
-    for title, expr in queries:
-        for series, labels in re.findall(r"\b(heritage_[a-z_]+)(\{[^}]*\})?", expr):
-            family = next(
-                (name for name, (kind, _) in known.items()
-                 for suffix in suffixes[kind] if series == name + suffix),
-                None,
-            )  # fmt: skip
-            assert family, f"{title}: no metric {series}"
-            covered.add(family)
-            label_names = set(re.findall(r"(\w+)\s*=~?", labels))
-            grouped = re.findall(r"by \(([^)]*)\)", expr)
-            for group in grouped:
-                label_names |= {g.strip() for g in group.split(",")} - {"le", "instance"}
-            assert label_names <= set(known[family][1]), f"{title}: {series} has no {label_names}"
+    covered = set().union(*(_families_queried(title, expr) for title, expr in queries))
     wanted = ("frames_captured", "input_overflows", "block_processing_seconds", "queue_depth",
               "heritage_jobs", "sink_errors", "http_requests")  # fmt: skip
     for part in wanted:
         assert any(part in name for name in covered), f"the dashboard shows no {part}"
+
+
+def test_alerts_query_real_metrics_and_pass_their_promtool_tests() -> None:
+    promtool = _tool("promtool", "apt install prometheus")
+    alerts = PROMETHEUS_YML.parent / "alerts.yml"
+    rules = [r for group in yaml.safe_load(alerts.read_text())["groups"] for r in group["rules"]]
+    assert len(rules) >= 8
+    for rule in rules:
+        _families_queried(rule["alert"], rule["expr"])
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+    result = subprocess.run(
+        [promtool, "test", "rules", str(PROMETHEUS_YML.parent / "alerts.test.yml")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _get(url: str, process: subprocess.Popen[bytes], seconds: float) -> bytes:

@@ -283,6 +283,13 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 "Services Prometheus cannot scrape (the daemon is down unless its profile runs).",
                 [('up{job=~"api|daemon"} == 0', "{{job}} {{instance}}")],
             ),
+            Panel(
+                "Firing alerts",
+                "Alerts of deploy/prometheus/alerts.yml while they fire.",
+                [('ALERTS{alertstate="firing"}', "{{alertname}} {{instance}} {{source}}{{sink}}")],
+                kind="state-timeline",
+                width=24,
+            ),
         ],
     ),
 ]
