@@ -28,7 +28,7 @@ from sinks.maxxi import (
     verify_signature,
 )
 from stream.analyze import audio_info
-from tests.conftest import DATA, free_port
+from tests.conftest import DATA, ROOT, free_port
 
 SECRET = "maxxi-test-secret"
 EXPORTED_AT = datetime(2026, 11, 24, 7, 30, tzinfo=UTC).timestamp()
@@ -329,3 +329,39 @@ def test_a_result_with_only_voice_activity_still_exports(tmp_path: Path) -> None
     assert root.find("m:heritage", ns).get("present") == "false"
     assert root.find("m:metadata", ns).getchildren() == []
     assert c.store_in_archive(export).name == f"{minimal['task_id']}.xml"
+
+
+def export_schema() -> etree.XMLSchema:
+    """The export's XSD, its oai_dc import resolved to the shipped copies (no network)."""
+    from detectors.metadata.dublin_core import SCHEMA_DIR, SCHEMA_FILES
+
+    class Shipped(etree.Resolver):  # type: ignore[misc]
+        def resolve(self, url: str, public_id: str, context: object) -> Any:
+            if url not in SCHEMA_FILES:
+                return None  # a local file: lxml reads it itself
+            return self.resolve_filename(str(SCHEMA_DIR / SCHEMA_FILES[url]), context)
+
+    parser = etree.XMLParser(no_network=True)
+    parser.resolvers.add(Shipped())
+    return etree.XMLSchema(etree.parse(str(ROOT / "schemas" / "maxxi-export-1.xsd"), parser))
+
+
+def test_xml_exports_validate_against_the_published_export_schema(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    schema = export_schema()
+    c = connector(tmp_path, MAXXI_OUTPUT_FORMAT="xml")
+    full = c.format_for_maxxi(result)
+    minimal = c.format_for_maxxi(
+        {"task_id": str(uuid.uuid4()), "results": {}, "provenance": {"models": {}}}
+    )
+    for export in (full, minimal):
+        document = etree.fromstring(c.serialize(export)[0])
+        assert schema.validate(document), schema.error_log
+    # The schema is not a rubber stamp: a record with a foreign element in the DC fails.
+    broken = (
+        c.serialize(full)[0]
+        .replace(b"<dc:type>", b"<dc:medium>")
+        .replace(b"</dc:type>", b"</dc:medium>")
+    )
+    assert not schema.validate(etree.fromstring(broken))
