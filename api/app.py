@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +25,8 @@ from api.routes import auth, maxxi, tasks
 from api.service import DB_ERRORS, Service
 from config.settings import Settings
 from config.version import VERSION
+from sinks.redis_streams import redis_url_from_settings
+from sinks.relay import RedisRelay
 from stream.runtime import Runtime
 
 STATIC_DIR = Path(str(resources.files("api") / "static"))
@@ -30,23 +34,42 @@ logger = logging.getLogger(__name__)
 API_PREFIXES = ("/api/", "/health", "/metrics", "/ws/")
 
 
-def create_app(settings: Settings, runtime: Runtime, *, migrate: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings,
+    runtime: Runtime,
+    *,
+    migrate: bool = True,
+    relay_pattern: str | None = None,
+) -> FastAPI:
     """Build the app; its lifespan starts the analysis service and ``runtime``.
 
     ``migrate``: bring the database schema up to date at start-up (the all-in-one
     ``run``); ``False`` only checks it and refuses to start if it is behind (``api``).
+    ``relay_pattern``: with Redis configured, follow the streams of this key pattern
+    and serve their events on the WebSocket hub (``api``, fed by capture daemons).
     """
 
     service = Service(settings, runtime.metrics.registry)
+    redis_url = redis_url_from_settings(settings)
+    relay = (
+        RedisRelay(redis_url, relay_pattern, runtime.bus.publish)
+        if relay_pattern and redis_url
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start(migrate=migrate)
         app.state.service = service
         await runtime.start()
+        relaying = asyncio.create_task(relay.run(), name="redis-relay") if relay else None
         try:
             yield
         finally:
+            if relaying is not None:
+                relaying.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relaying
             await runtime.stop()
             await service.stop()
 

@@ -13,6 +13,8 @@ from sqlalchemy import select
 
 from config.errors import ConfigError
 from config.settings import Settings
+from sinks.redis_streams import DEFAULT_STREAM_KEY, RedisStreamsSinkConfig
+from sinks.relay import key_pattern
 from sinks.store import ApiKey, AuditEntry, Database, SchemaBehind, User, upgrade
 from sinks.store.database import head_revision
 from sinks.store.models import ROLES
@@ -88,11 +90,16 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(_checked_database(settings)).engine.sync_engine.dispose()
     config = load_pipeline_config(settings.HERITAGE_CONFIG)
+    # The daemons' streams: the template of a configured Redis sink, else the default.
+    template = next(
+        (s.stream_key for s in config.sinks if isinstance(s, RedisStreamsSinkConfig)),
+        DEFAULT_STREAM_KEY,
+    )
     config = config.model_copy(update={"sources": [], "sinks": []})
     return asyncio.run(
         serve(
             settings, config, args.host or settings.HOST, args.port or settings.PORT,
-            migrate=False, stop_with_sources=False,
+            migrate=False, stop_with_sources=False, relay_pattern=key_pattern(template),
         )
     )  # fmt: skip
 

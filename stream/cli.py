@@ -139,6 +139,7 @@ async def serve(
     *,
     migrate: bool = True,
     stop_with_sources: bool = True,
+    relay_pattern: str | None = None,
 ) -> int:
     """Serve the app until interrupted (or, with ``stop_with_sources``, until sources end)."""
     import uvicorn
@@ -147,7 +148,7 @@ async def serve(
     from stream.runtime import Runtime
 
     runtime = Runtime(config, settings)
-    app = create_app(settings, runtime, migrate=migrate)
+    app = create_app(settings, runtime, migrate=migrate, relay_pattern=relay_pattern)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_config=None, ws_ping_interval=20)
     )

@@ -61,17 +61,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(runtime: Runtime, port: int | None = None) -> Iterator[str]:
+def serving(runtime: Runtime, port: int | None = None, **app_options: Any) -> Iterator[str]:
     """The app for ``runtime`` on a real uvicorn server in a thread; yields its base URL."""
     import uvicorn
 
     from api.app import create_app
 
     port = port or free_port()
+    app = create_app(runtime.settings, runtime, **app_options)
     server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime.settings, runtime), host="127.0.0.1", port=port,
-                       log_config=None, ws_ping_interval=None)
-    )  # fmt: skip
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws_ping_interval=None)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
