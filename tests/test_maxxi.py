@@ -365,3 +365,23 @@ def test_xml_exports_validate_against_the_published_export_schema(
         .replace(b"</dc:type>", b"</dc:medium>")
     )
     assert not schema.validate(etree.fromstring(broken))
+
+
+def test_json_exports_validate_against_the_published_json_schema(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    import jsonschema
+
+    schema = json.loads((ROOT / "schemas" / "maxxi-export-1.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+    c = connector(tmp_path)
+    full = c.format_for_maxxi(result)
+    minimal = c.format_for_maxxi(
+        {"task_id": str(uuid.uuid4()), "results": {}, "provenance": {"models": {}}}
+    )
+    for export in (full, minimal):
+        validator.validate(json.loads(c.serialize(export)[0]))
+    wrong = json.loads(c.serialize(full)[0]) | {"heritage": {**full["heritage"], "confidence": 2}}
+    assert not validator.is_valid(wrong)
