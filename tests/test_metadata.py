@@ -413,3 +413,18 @@ def test_a_malformed_bext_chunk_is_reported_not_raised(tmp_path: Path) -> None:
     assert meta["technical"]["bext"] is None
     assert "unreadable RIFF chunks" in meta["technical"]["chunk_error"]
     assert meta["technical"]["duration"] == pytest.approx(2.0)
+
+
+def test_passing_the_16k_signal_gives_the_same_content_as_resampling_it_here(
+    tmp_path: Path,
+) -> None:
+    import soxr
+
+    speech, rate = sf.read(str(DATA / "vad_music.flac"), dtype="float32")
+    path = write(tmp_path / "44k.wav", soxr.resample(speech, rate, 44_100), rate=44_100)
+    own = generate_metadata(path)["content"]
+    given = generate_metadata(path, samples_16k=speech)["content"]
+    assert given["key"]["label"] == own["key"]["label"]
+    assert given["tempo_bpm"]["bpm"] == pytest.approx(own["tempo_bpm"]["bpm"], rel=0.02)
+    for share in ("silence", "music", "other"):
+        assert given["ratios"][share] == pytest.approx(own["ratios"][share], abs=0.03), share
