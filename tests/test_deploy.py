@@ -762,8 +762,10 @@ def test_prometheus_fills_the_capture_panels_from_a_running_daemon(
     prometheus = _tool("prometheus", "apt install prometheus")
     port = free_port()
     config = tmp_path / "prometheus.yml"
+    shutil.copy(PROMETHEUS_YML.parent / "alerts.yml", tmp_path / "alerts.yml")
     config.write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["alerts.yml"],
         "scrape_configs": [{"job_name": "daemon", "static_configs": [
             {"targets": [f"127.0.0.1:{daemon_with_metrics}"]}]}],
     }))  # fmt: skip
@@ -789,6 +791,13 @@ def test_prometheus_fills_the_capture_panels_from_a_running_daemon(
         for title, expr in _dashboard_queries():
             grafana_free = expr.replace("$__rate_interval", "5s").replace("$source", ".*")
             results.setdefault(title, []).append(query(grafana_free))  # every query evaluates
+        # The alert rules evaluate on the real series, and a healthy daemon raises none.
+        rules = json.loads(_get(f"http://127.0.0.1:{port}/api/v1/rules", server, 20))
+        evaluated = [r for g in rules["data"]["groups"] for r in g["rules"]]
+        assert len(evaluated) >= 8
+        for rule in evaluated:
+            assert rule["health"] == "ok", rule
+            assert rule["state"] == "inactive", rule
     finally:
         server.terminate()
         server.communicate(timeout=30)
