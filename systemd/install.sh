@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --enable) enable="${2:?--enable needs a list, e.g. daemon or api,worker}"; shift 2 ;;
     --admin) admin="${2:?--admin needs a user name}"; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
