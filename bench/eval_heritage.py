@@ -21,6 +21,7 @@ import platform
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -48,6 +49,22 @@ def cost_per_audio_second(files: list[Path], config: HeritageConfig) -> tuple[fl
     return cpu / seconds, seconds
 
 
+def pipeline_cost() -> None:
+    """The DESIGN target's pipeline on one 48 kHz channel of the demo scene, with and without
+    heritage (``bench/stream_cost.py``'s measurement: best of 3, process CPU time)."""
+    from stream_cost import capture_audio, cpu_per_audio_second  # bench/ is on sys.path
+
+    from detectors import LevelConfig, SpeakerConfig, VadConfig
+
+    audio = capture_audio(60)
+    base: list[Any] = [VadConfig(), SpeakerConfig(), LevelConfig()]
+    without = cpu_per_audio_second(audio, base)
+    with_heritage = cpu_per_audio_second(audio, [*base, HeritageConfig()])
+    print("\npipeline on one 48 kHz channel (60 s of the demo scene), CPU-s per audio-s:")
+    print(f"   resample + vad + speaker + level             {without:.4f}")
+    print(f"   resample + vad + speaker + heritage + level  {with_heritage:.4f}  (target <= 0.03)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", type=Path, help="output directory of make_heritage_corpus.py")
@@ -55,6 +72,9 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="split to score (default: test)")
     parser.add_argument("--cost-files", type=int, default=60, help="files timed for the cost")
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument(
+        "--pipeline", action="store_true", help="also time vad + speaker + heritage + level"
+    )
     args = parser.parse_args()
     model = load_model(args.model)
     print(f"heritage classification, {args.split} split of {args.corpus}")
@@ -69,6 +89,8 @@ def main() -> None:
     cost, seconds = cost_per_audio_second(files, HeritageConfig(model_path=args.model))
     print(f"\ncost: {cost:.4f} CPU-s per audio-s (features + classification, 4 s window, "
           f"1 s hop, one thread; {seconds:.0f} s of audio from {len(files)} files)")  # fmt: skip
+    if args.pipeline:
+        pipeline_cost()
     if args.json:
         args.json.write_text(json.dumps({**report, "cost_cpu_s_per_audio_s": cost}, indent=2))
 

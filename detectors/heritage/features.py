@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
-FEATURE_VERSION = "heritage-features/1"
+FEATURE_VERSION = "heritage-features/2"
 """Bumped whenever a feature changes meaning; a model trained on another version is refused."""
 
 SAMPLE_RATE = 16000
@@ -262,8 +262,10 @@ def window_features(d: dict[str, Vector], hum: Vector) -> Vector:
     coarse = logmel[active].mean(axis=0).reshape(COARSE_BANDS, -1).mean(axis=1)
     floor = np.percentile(logmel, 10, axis=0) - logmel.mean(axis=0)
     flux = np.concatenate([[0.0], np.maximum(0.0, np.diff(logmel, axis=0)).mean(axis=1)])
-    mel_power = 10 ** (logmel.T / 10)
-    harmonic, percussive = librosa.decompose.hpss(mel_power, kernel_size=(17, 9))
+    # Harmonic/percussive separation (median filtering) on every other frame: 25 frames/s
+    # resolve both sustained partials (0.36 s kernel) and onsets at a quarter of the cost.
+    mel_power = 10 ** (logmel[::2].T / 10)
+    harmonic, percussive = librosa.decompose.hpss(mel_power, kernel_size=(9, 9))
     voiced = (d["voicing"] >= VOICED) & active
     cents = 1200 * np.log2(np.maximum(d["f0"], 1.0) / 440.0)
     steps = np.abs(np.diff(cents))[voiced[1:] & voiced[:-1]]

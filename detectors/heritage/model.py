@@ -29,24 +29,15 @@ DEFAULT_MODEL = Path(str(resources.files("detectors") / "models" / "heritage_cla
 # Every type a model written by ``train`` contains beyond skops' own defaults. Anything
 # else in a file is refused before it is loaded.
 TRUSTED_TYPES: tuple[str, ...] = (
-    "sklearn._loss.link.Interval",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.link.MultinomialLogit",
-    "sklearn._loss.loss.HalfMultinomialLoss",
-    "sklearn._loss.loss.HalfBinomialLoss",
     "sklearn.calibration.CalibratedClassifierCV",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.isotonic.IsotonicRegression",
     "sklearn.model_selection._split.PredefinedSplit",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.linear_model._logistic.LogisticRegression",
-    "sklearn.utils._bunch.Bunch",
-    "collections.OrderedDict",
+    "sklearn.preprocessing._label.LabelBinarizer",
 )
 
 Probabilities = npt.NDArray[np.float64]
