@@ -28,9 +28,10 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "run as root (sudo $0)" >&2; exit 1; }
 
-apt-get update -qq
+# Standard input is kept for --admin's password: nothing before reads it.
+apt-get update -qq </dev/null
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  python3-venv libportaudio2 libsndfile1
+  python3-venv libportaudio2 libsndfile1 </dev/null
 getent group audio >/dev/null || groupadd --system audio
 id "$user" >/dev/null 2>&1 ||
   useradd --system --home-dir "$data" --shell /usr/sbin/nologin --groups audio --user-group "$user"
@@ -55,8 +56,8 @@ done
 umask 022
 
 [ -x "$prefix/venv/bin/python" ] || python3 -m venv "$prefix/venv"
-"$prefix/venv/bin/pip" install --quiet --upgrade pip
-"$prefix/venv/bin/pip" install --quiet --upgrade "$here"
+"$prefix/venv/bin/pip" install --quiet --upgrade pip </dev/null
+"$prefix/venv/bin/pip" install --quiet --upgrade "$here" </dev/null
 
 for unit in "${units[@]}"; do
   install -m 0644 "$here/systemd/$unit.service" /etc/systemd/system/
