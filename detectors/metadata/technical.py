@@ -3,6 +3,9 @@
 Loudness follows EBU R 128 on the original sample rate and channels: integrated
 loudness and loudness range (EBU Tech 3342) from libebur128 (``pyebur128``), the
 reference C implementation, and true peak from :mod:`detectors.metadata.truepeak`.
+pyloudnorm 0.2.0 was measured first: it has integrated loudness and LRA but no true
+peak, and its per-block Python loops cost 3.3 ms (I) and 5.2 ms (LRA) per second of
+44.1 kHz stereo, against 1.1 ms for both in libebur128, which also streams.
 Mono is measured as one channel (BS.1770), not as dual mono, so a full-scale mono
 sine reads 3 dB below the same sine on both channels of a stereo file.
 
