@@ -78,7 +78,7 @@ as_service() {
 }
 
 # The API refuses to start on a schema behind the code: migrate before (re)starting it.
-as_service db upgrade
+as_service db upgrade </dev/null
 if [ -n "$admin" ]; then
   as_service users add "$admin" --role admin
 fi
