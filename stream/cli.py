@@ -19,7 +19,7 @@ from config.logging import setup_logging
 from config.pipeline import PipelineConfig, load_pipeline_config
 from config.settings import Settings, load_settings
 from sinks.redis_streams import RedisStreamsSinkConfig
-from stream import heritage_cli, subscribe_cli
+from stream import heritage_cli, speakers_cli, subscribe_cli
 from stream.sources import (
     AnySourceConfig,
     DemoSourceConfig,
@@ -98,9 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
         help='where to write the result document ("-" for stdout, the default)',
     )
     analyze.add_argument("--config", type=Path, metavar="TOML", help="pipeline config")
+    analyze.add_argument(
+        "--rttm", type=Path, metavar="PATH", help="also write the speaker timeline as RTTM"
+    )
+    analyze.add_argument(
+        "--speakers",
+        type=speakers_cli.speaker_count,
+        metavar="N",
+        help="number of speakers, if known (else estimated)",
+    )
 
     subscribe_cli.add_parser(sub)
     heritage_cli.add_parser(sub)
+    speakers_cli.add_parser(sub)
     service_cli.add_parsers(sub)
     return parser
 
@@ -230,13 +240,19 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         logging.getLogger().setLevel(logging.CRITICAL)
     documents: list[dict[str, Any]] = []
     for path in args.files:
-        documents.append(analyze_file(path, config, progress=_ProgressBar(path.name)))
+        documents.append(
+            analyze_file(path, config, progress=_ProgressBar(path.name), n_speakers=args.speakers)
+        )
     payload: Any = documents[0] if len(documents) == 1 else documents
     text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
     if args.json_out == "-":
         sys.stdout.write(text)
     else:
         Path(args.json_out).write_text(text, encoding="utf-8")
+    if args.rttm:
+        from stream.speaker_report import write_rttm
+
+        write_rttm(args.rttm, zip(args.files, documents, strict=True))
     return 0
 
 
@@ -248,6 +264,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "subscribe": subscribe_cli.cmd_subscribe,
     "train": heritage_cli.cmd_train,
     "evaluate": heritage_cli.cmd_evaluate,
+    "speakers": speakers_cli.cmd_speakers,
     **service_cli.COMMANDS,
 }
 

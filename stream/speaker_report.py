@@ -20,17 +20,22 @@ import soundfile as sf
 import soxr
 
 from config.pipeline import PipelineConfig
+from detectors.speaker.clustering import unit
 from detectors.speaker.detector import SpeakerConfig, SpeakerDetector, load_profiles
 from detectors.speaker.offline import Segment, diarize
 from detectors.speaker.profiles import match_names
 from detectors.speaker.voice import SAMPLE_RATE, level_dbfs, voice_features
 from stream.pipeline import SourceRunner
+from stream.resample import Resampler
+from stream.windowing import Windower
 
 logger = logging.getLogger(__name__)
 
 FILE_BATCH = 16  # windows per encoder call for files, where latency does not matter
-PITCH_SAMPLE_S = 20.0  # speech per speaker that pitch and rate are measured on (bounds cost)
+PITCH_SAMPLE_S = 10.0  # speech per speaker that pitch and rate are measured on (bounds cost)
 INTERRUPTION_GAP_S = 0.2  # a turn starting this soon after another voice stops interrupts it
+MIN_ENROLL_SPEECH_S = 3.0  # a profile averages at least this much speech
+MIN_ENROLL_WINDOWS = 6  # about 3 s of windows at the default 0.5 s hop
 
 
 def speaker_analysis_config(config: PipelineConfig) -> PipelineConfig:
@@ -163,3 +168,43 @@ def write_rttm(out: Path, analysed: Iterable[tuple[Path, dict[str, Any]]]) -> No
         section = document.get("results", {}).get("speaker_recognition", {})
         lines += rttm_lines(path.stem, section)
     out.write_text("".join(lines), encoding="utf-8")
+
+
+def enrollment_embedding(
+    paths: Iterable[Path], config: SpeakerConfig | None = None
+) -> tuple[np.ndarray, float]:
+    """A voice profile's embedding from recordings of one speaker, made the way the detector
+    embeds live audio (same gate, windows and encoder): the unit mean of every window's
+    embedding. Returns it with the seconds of voiced audio; ``ValueError`` if too little."""
+    config = (config or SpeakerConfig()).model_copy(
+        update={"keep_embeddings": True, "batch": FILE_BATCH}
+    )
+    detector = SpeakerDetector(config, 0, SAMPLE_RATE, profiles={})
+    embeddings: list[np.ndarray] = []
+    voiced_s = 0.0
+    for path in paths:
+        detector.reset()
+        windower = Windower(*detector.window_samples(), channel=0, sample_rate=SAMPLE_RATE)
+        for window in windower.push(_mono_16k(path)):
+            detector.process(window)
+        detector.finish(0.0)
+        history = detector.history()
+        embeddings.extend(history.embeddings)
+        voiced_s += float(history.frame_voiced.sum()) * history.frame_s
+    if len(embeddings) < MIN_ENROLL_WINDOWS:
+        raise ValueError(
+            f"only {voiced_s:.1f} s of speech found: enroll at least "
+            f"{MIN_ENROLL_SPEECH_S:.0f} s of this voice"
+        )
+    return unit(np.mean(embeddings, axis=0)), voiced_s
+
+
+def _mono_16k(path: Path) -> np.ndarray:
+    """A whole file mixed to mono at 16 kHz; ``ValueError`` if it is not readable audio."""
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise ValueError(f"{path}: not readable audio ({exc})") from None
+    mono = np.nan_to_num(audio.mean(axis=1))
+    resampler = Resampler(rate, SAMPLE_RATE)
+    return np.concatenate([resampler.process(mono), resampler.process(mono[:0], last=True)])

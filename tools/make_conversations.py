@@ -11,7 +11,8 @@ under 0.3 s merged, as for the VAD fixtures.
 
 Voices are split: the ``dev`` conversations (tune here) and the ``test`` ones
 (report only) share no voice. ``--fixture`` writes the committed two-speaker
-test fixture instead (``tests/data/speaker/conversation_2spk.*``, test voices).
+test fixture instead (``tests/data/speaker/conversation_2spk.*``, test voices), and
+``enroll_ked.flac``: other sentences of one of its two voices, for enrollment.
 
     apt-get install espeak-ng festival festvox-kallpc16k festvox-kdlpc16k \\
         festvox-us-slt-hts festvox-ca-ona-hts festvox-italp16k festvox-itapc16k \\
@@ -40,6 +41,7 @@ TRUTH_DB = 40.0
 MERGE_GAP_S = 0.3
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "data" / "speaker" / "conversation_2spk"
+ENROLL = FIXTURE.with_name("enroll_ked")
 
 Audio = npt.NDArray[np.float64]
 
@@ -297,6 +299,16 @@ def fixture(cache: Path) -> None:
     sf.write(FIXTURE.with_suffix(".flac"), audio, SR, subtype="PCM_16")
     write_rttm(FIXTURE.with_suffix(".rttm"), FIXTURE.name, truth)
     print(f"{FIXTURE}.flac: {len(audio) / SR:.1f} s, {len(truth)} truth segments")
+    # Enrollment audio of one of its voices: other sentences, another room and noise.
+    said = {
+        "The festival lasted three days and three nights.",
+        "Some of them were recorded on wax cylinders.",
+    }
+    parts = [synthesise(VOICES["test"]["ked"], text, cache) for text in sorted(said)]
+    enroll = [Turn("ked", 0.3 + 3.2 * i, part) for i, part in enumerate(parts)]
+    audio, _ = mix(np.random.default_rng(7), enroll, 22.0)
+    sf.write(ENROLL.with_suffix(".flac"), audio, SR, subtype="PCM_16")
+    print(f"{ENROLL}.flac: {len(audio) / SR:.1f} s")
 
 
 def main() -> None:

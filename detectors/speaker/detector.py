@@ -71,7 +71,7 @@ class SpeakerConfig(DetectorConfig):
         0.5, gt=0, le=1, description="Share of a window that must be voiced to embed it."
     )
     new_speaker_distance: float = Field(
-        0.3,
+        0.22,
         gt=0,
         lt=1,
         description="Cosine distance from every known speaker beyond which a window is evidence "
@@ -82,7 +82,7 @@ class SpeakerConfig(DetectorConfig):
     )
     max_speakers: int = Field(8, ge=1, le=64, description="Speakers tracked per channel.")
     min_evidence: int = Field(
-        3, ge=1, le=20, description="Consecutive agreeing windows needed to declare a new speaker."
+        4, ge=1, le=20, description="Consecutive agreeing windows needed to declare a new speaker."
     )
     turn_pause_s: float = Field(
         0.3, ge=0.05, le=5.0, description="A pause longer than this ends a turn (s)."
@@ -106,7 +106,7 @@ class SpeakerConfig(DetectorConfig):
         "stops merging (when the number of speakers is not given).",
     )
     min_speaker_s: float = Field(
-        2.0,
+        3.0,
         ge=0,
         le=60,
         description="Files: a cluster with less speech than this (s) joins its nearest speaker "
@@ -411,16 +411,23 @@ class SpeakerDetector(Detector):
         return label
 
 
-def load_profiles(config: SpeakerConfig) -> dict[str, VoiceProfile]:
-    path = config.profiles_path
-    if path is None:
+def profile_store(config: SpeakerConfig, data_dir: Path | None = None) -> ProfileStore:
+    """The voice-profile store ``config`` names, else the one of the data directory
+    (``data_dir``, by default HERITAGE_DATA_DIR from the settings)."""
+    if config.profiles_path is not None:
+        return ProfileStore(config.profiles_path)
+    if data_dir is None:
         from config.settings import load_settings  # the data directory is a deployment setting
 
-        store = ProfileStore.in_data_dir(load_settings().HERITAGE_DATA_DIR)
-    else:
-        store = ProfileStore(path)
+        data_dir = load_settings().HERITAGE_DATA_DIR
+    return ProfileStore.in_data_dir(data_dir)
+
+
+def load_profiles(config: SpeakerConfig) -> dict[str, VoiceProfile]:
+    """The enrolled voices ``config`` labels speakers with (none, with a warning, if the
+    store is unreadable: naming is a convenience, not a reason to stop listening)."""
     try:
-        return store.load()
+        return profile_store(config).load()
     except ValueError as exc:
         logger.warning("speaker names disabled: %s", exc)
         return {}

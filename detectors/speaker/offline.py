@@ -19,12 +19,20 @@ looking at everything at once. Here:
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from detectors.speaker.clustering import Labels, Matrix, centroids_of, global_clusters
+from detectors.speaker.clustering import (
+    Labels,
+    Matrix,
+    centroids_of,
+    global_clusters,
+    relabel_by_appearance,
+    unit,
+)
 from detectors.speaker.detector import SpeakerConfig, SpeakerHistory
 
 MIN_RUN_S = 0.5  # shorter single-speaker runs inside speech join a neighbour
@@ -57,19 +65,18 @@ def diarize(
     if not usable:
         return Diarization([], np.zeros((0, 256), np.float32))
     embeddings = np.concatenate([h.embeddings for h in usable])
-    labels = global_clusters(
-        embeddings, distance_threshold=config.recluster_distance, n_speakers=n_speakers
-    )
-    hop_s = _hop_s(usable[0])
-    if n_speakers is None:
-        labels = absorb_small_clusters(embeddings, labels, config.min_speaker_s / hop_s)
-    centroids = centroids_of(embeddings, labels)
-    segments: list[Segment] = []
-    offset = 0
-    for history in usable:
-        n = len(history.embeddings)
-        segments += resegment(history, centroids, config.turn_pause_s)
-        offset += n
+    min_windows = config.min_speaker_s / _hop_s(usable[0])
+    labels = cluster_windows(embeddings, config.recluster_distance, min_windows, n_speakers)
+    while True:
+        centroids = centroids_of(embeddings, labels)
+        segments = [s for h in usable for s in resegment(h, centroids, config.turn_pause_s)]
+        # A cluster can keep its windows yet win almost no frames: not a person either.
+        talk = np.zeros(len(centroids))
+        for s in segments:
+            talk[s.speaker] += s.end - s.start
+        if len(centroids) <= (n_speakers or 1) or talk.min() >= config.min_speaker_s:
+            break
+        labels = merge_cluster(embeddings, labels, int(np.argmin(talk)))
     segments.sort(key=lambda s: (s.start, s.end))
     order = _appearance(segments, len(centroids))
     segments = [Segment(s.start, s.end, order[s.speaker], s.channel) for s in segments]
@@ -84,25 +91,51 @@ def _hop_s(history: SpeakerHistory) -> float:
     return 0.5
 
 
-def absorb_small_clusters(embeddings: Matrix, labels: Labels, min_windows: float) -> Labels:
+def cluster_windows(
+    embeddings: Matrix, distance: float, min_windows: float, n_speakers: int | None
+) -> Labels:
+    """Speaker of every window: clusters cut at ``distance``, those with fewer than
+    ``min_windows`` windows joining their nearest neighbour; with ``n_speakers`` given,
+    the smallest then join theirs until that many are left, or if there are too few,
+    the clustering is cut at ``n_speakers`` instead."""
+    labels = global_clusters(embeddings, distance_threshold=distance)
+    labels = absorb_small_clusters(embeddings, labels, min_windows)
+    if n_speakers is None or int(labels.max()) + 1 == n_speakers:
+        return labels
+    if int(labels.max()) + 1 > n_speakers:
+        return absorb_small_clusters(embeddings, labels, math.inf, keep=n_speakers)
+    return global_clusters(embeddings, distance_threshold=distance, n_speakers=n_speakers)
+
+
+def absorb_small_clusters(
+    embeddings: Matrix, labels: Labels, min_windows: float, keep: int = 1
+) -> Labels:
     """Move the windows of clusters with fewer than ``min_windows`` windows to the nearest
-    remaining cluster, smallest first, while more than one cluster is left."""
+    other cluster, smallest first, while more than ``keep`` clusters are left."""
     labels = labels.copy()
     while True:
         ids, counts = np.unique(labels, return_counts=True)
-        if len(ids) <= 1 or counts.min() >= min_windows:
+        if len(ids) <= keep or counts.min() >= min_windows:
             break
-        small = int(ids[np.argmin(counts)])
-        others = [int(k) for k in ids if k != small]
-        centroids = np.stack([embeddings[labels == k].mean(axis=0) / 1.0 for k in others]).astype(
-            np.float32
-        )
-        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-        mine = np.flatnonzero(labels == small)
-        nearest = np.argmax(embeddings[mine] @ centroids.T, axis=1)
-        labels[mine] = np.array(others)[nearest]
-    _, dense = np.unique(labels, return_inverse=True)
-    return dense.astype(np.int64)
+        labels = merge_cluster(embeddings, labels, int(ids[np.argmin(counts)]))
+    return labels
+
+
+def merge_cluster(embeddings: Matrix, labels: Labels, cluster: int) -> Labels:
+    """``labels`` with each window of ``cluster`` moved to the nearest other cluster,
+    renumbered 0..k-2 in order of appearance."""
+    others = [int(k) for k in np.unique(labels) if k != cluster]
+    centroids = centroids_of_ids(embeddings, labels, others)
+    moved = labels.copy()
+    mine = np.flatnonzero(labels == cluster)
+    moved[mine] = np.array(others)[np.argmax(embeddings[mine] @ centroids.T, axis=1)]
+    _, dense = np.unique(moved, return_inverse=True)
+    return relabel_by_appearance(dense.astype(np.int64))
+
+
+def centroids_of_ids(embeddings: Matrix, labels: Labels, ids: list[int]) -> Matrix:
+    """Unit mean embedding of the windows of each cluster in ``ids``."""
+    return np.stack([unit(embeddings[labels == k].mean(axis=0)) for k in ids])
 
 
 def resegment(

@@ -1,7 +1,7 @@
 """Voice characteristics of one speaker's speech: pitch, speech rate, level.
 
 - Pitch: librosa's probabilistic YIN (pyin) between 60 and 400 Hz on voiced
-  frames; the mean, and the 10th to 90th percentile as the range.
+  20 ms frames; the mean, and the 10th to 90th percentile as the range.
 - Speech rate: syllable nuclei per second of speech, counted as peaks of the
   300-3000 Hz band energy (10 ms frames, smoothed over 50 ms) that stand out by
   at least ``NUCLEUS_PROMINENCE_DB`` from the dips around them, are at most
@@ -22,7 +22,8 @@ from scipy.signal import find_peaks
 SAMPLE_RATE = 16_000
 PITCH_MIN_HZ = 60.0
 PITCH_MAX_HZ = 400.0
-HOP = 160  # 10 ms
+HOP = 160  # 10 ms, for the band energy
+PYIN_HOP = 2 * HOP  # 20 ms: pyin costs in proportion to its frames
 PYIN_FRAME = 1024
 NUCLEUS_PROMINENCE_DB = 3.0
 NUCLEUS_FLOOR_DB = 25.0
@@ -60,7 +61,7 @@ def voice_features(speech: Audio, speech_s: float | None = None) -> VoiceFeature
         return VoiceFeatures(None, None, None, energy)
     f0, voiced, _ = librosa.pyin(
         audio, fmin=PITCH_MIN_HZ, fmax=PITCH_MAX_HZ, sr=SAMPLE_RATE,
-        frame_length=PYIN_FRAME, hop_length=HOP,
+        frame_length=PYIN_FRAME, hop_length=PYIN_HOP,
     )  # fmt: skip
     pitched = f0[voiced & np.isfinite(f0)]
     mean = round(float(np.mean(pitched)), 1) if len(pitched) else None
@@ -69,14 +70,15 @@ def voice_features(speech: Audio, speech_s: float | None = None) -> VoiceFeature
         if len(pitched)
         else None
     )
-    nuclei = syllable_nuclei(audio, voiced)
+    nuclei = syllable_nuclei(audio, np.repeat(voiced, PYIN_HOP // HOP))
     seconds = speech_s if speech_s is not None else len(audio) / SAMPLE_RATE
     rate = round(nuclei / seconds, 2) if seconds > 0 else None
     return VoiceFeatures(mean, span, rate, round(energy, 1))
 
 
 def syllable_nuclei(audio: Audio, voiced: npt.NDArray[np.bool_]) -> int:
-    """How many syllable nuclei ``audio`` holds (see the module docstring)."""
+    """How many syllable nuclei ``audio`` holds (see the module docstring); ``voiced``
+    per 10 ms frame."""
     spectrum = np.abs(librosa.stft(audio, n_fft=512, hop_length=HOP)) ** 2
     freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=512)
     band = spectrum[(freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])].sum(axis=0)

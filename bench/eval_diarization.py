@@ -1,0 +1,205 @@
+"""Diarization error rate of the speaker detector, live and on files, against a peer.
+
+Runs every conversation written by ``tools/make_conversations.py`` through the
+pipeline with the speaker detector (keeping its embeddings), and scores with
+``pyannote.metrics`` (collar 0.25 s, overlapping speech scored):
+
+- streaming: the final extent of every ``speaker.turn`` event, as a dashboard sees them;
+- file: the whole-file re-clustering of ``analyze`` (automatic number of speakers);
+- file, n given: the same with the true number of speakers.
+
+Also the speaker-count accuracy, the CPU cost per audio second on one thread
+(live: gate + embeddings + online clustering; file: the speaker section on top),
+and, with ``--peer-python``, pyAudioAnalysis's ``speaker_diarization`` on the same
+files (run by ``bench/peer_pyaudioanalysis.py`` in its own virtualenv).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/eval_diarization.py build/conversations \\
+        --split test --peer-python /tmp/peer_venv/bin/python
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import soundfile as sf
+from pyannote.core import Annotation, Segment, Timeline
+from pyannote.metrics.diarization import DiarizationErrorRate
+
+from config.pipeline import PipelineConfig
+from detectors.speaker.detector import SpeakerConfig
+from sinks.metrics import Metrics
+from stream.events import Event, SpeakerTurn
+from stream.pipeline import SourceRunner
+from stream.sources import FileSource, FileSourceConfig
+from stream.speaker_report import speaker_recognition
+
+COLLAR = 0.25
+HERE = Path(__file__).resolve().parent
+
+
+def read_rttm(path: Path) -> Annotation:
+    annotation = Annotation(uri=path.stem)
+    for line in path.read_text().splitlines():
+        f = line.split()
+        start, duration = float(f[3]), float(f[4])
+        annotation[Segment(start, start + duration)] = f[7]
+    return annotation
+
+
+def turns_of(events: list[Event]) -> Annotation:
+    """The final extent of each live turn (events of a turn share ``t_start``)."""
+    final: dict[tuple[int | None, float], SpeakerTurn] = {}
+    for e in events:
+        if isinstance(e, SpeakerTurn):
+            final[(e.channel, e.t_start)] = e
+    annotation = Annotation()
+    for e in final.values():
+        if e.t_end > e.t_start:
+            annotation[Segment(e.t_start, e.t_end)] = e.speaker
+    return annotation
+
+
+def section_annotation(section: dict[str, Any]) -> Annotation:
+    annotation = Annotation()
+    for s in section["segments"]:
+        annotation[Segment(s["start"], s["end"])] = s["speaker"]
+    return annotation
+
+
+@dataclass
+class Scores:
+    """Accumulated pyannote components per system, and counts."""
+
+    metrics: dict[str, DiarizationErrorRate] = field(default_factory=dict)
+    count_ok: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    files: int = 0
+    audio_s: float = 0.0
+
+    def add(self, system: str, ref: Annotation, hyp: Annotation, uem: Timeline) -> float:
+        metric = self.metrics.setdefault(
+            system, DiarizationErrorRate(collar=COLLAR, skip_overlap=False)
+        )
+        value = float(metric(ref, hyp, uem=uem))
+        right = len(hyp.labels()) == len(ref.labels())
+        self.count_ok[system] = self.count_ok.get(system, 0) + int(right)
+        return value
+
+    def time(self, system: str, seconds: float) -> None:
+        self.seconds[system] = self.seconds.get(system, 0.0) + seconds
+
+
+def run_ours(path: Path, config: SpeakerConfig, n_speakers: int) -> dict[str, Any]:
+    pipeline = PipelineConfig(detectors=[config.model_copy(update={"keep_embeddings": True})])
+    source = FileSource(FileSourceConfig(path=path, realtime=False))
+    events: list[Event] = []
+    runner = SourceRunner(source, pipeline, events.extend, Metrics())
+    started = time.thread_time()
+    runner.run(threading.Event())
+    live_s = time.thread_time() - started
+    started = time.thread_time()
+    auto = speaker_recognition(path, runner)
+    file_s = time.thread_time() - started
+    oracle = speaker_recognition(path, runner, n_speakers)
+    return {"events": events, "auto": auto, "oracle": oracle, "live_s": live_s, "file_s": file_s}
+
+
+def run_peer(python: str, path: Path, n_speakers: int) -> tuple[Annotation, float]:
+    out = subprocess.run(
+        [python, str(HERE / "peer_pyaudioanalysis.py"), str(path), str(n_speakers)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    annotation = Annotation()
+    for start, end, label in result["segments"]:
+        annotation[Segment(start, end)] = f"spk{label}"
+    return annotation, float(result["cpu_s"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="folder written by tools/make_conversations.py")
+    parser.add_argument("--split", choices=["dev", "test"], default="dev")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a speaker detector setting (tuning on dev)")  # fmt: skip
+    parser.add_argument("--peer-python", help="python of a venv with pyAudioAnalysis")
+    parser.add_argument("--peer-auto", action="store_true", help="peer estimates the count")
+    parser.add_argument("--limit", type=int, default=0, help="first N files only")
+    args = parser.parse_args()
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = json.loads(value)
+    config = SpeakerConfig(profiles_path=Path("/nonexistent/profiles.json"), **overrides)
+    files = sorted(args.data.glob(f"{args.split}_*.flac"))
+    if args.limit:
+        files = files[: args.limit]
+    scores = Scores()
+    for path in files:
+        ref = read_rttm(path.with_suffix(".rttm"))
+        duration = sf.info(path).duration
+        uem = Timeline([Segment(0, duration)])
+        n = len(ref.labels())
+        ours = run_ours(path, config, n)
+        scores.files += 1
+        scores.audio_s += duration
+        row = {
+            "stream": scores.add("stream", ref, turns_of(ours["events"]), uem),
+            "file": scores.add("file", ref, section_annotation(ours["auto"]), uem),
+            "file_n": scores.add("file_n", ref, section_annotation(ours["oracle"]), uem),
+        }
+        scores.time("live", ours["live_s"])
+        scores.time("file", ours["live_s"] + ours["file_s"])
+        if args.peer_python:
+            hyp, cpu = run_peer(args.peer_python, path, 0 if args.peer_auto else n)
+            row["peer"] = scores.add("peer", ref, hyp, uem)
+            scores.time("peer", cpu)
+        found = ours["auto"]["speakers_detected"]
+        cells = "  ".join(f"{k} {v:6.1%}" for k, v in row.items())
+        print(f"{path.name}: {n} speakers, found {found}; {cells}", flush=True)
+    report(scores, args)
+
+
+def report(scores: Scores, args: argparse.Namespace) -> None:
+    print()
+    print(f"eval_diarization  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}")
+    print(f"split {args.split}: {scores.files} files, {scores.audio_s / 60:.1f} min of audio")
+    print(f"{'system':<28} {'DER':>7} {'miss':>6} {'FA':>6} {'conf':>6} {'count ok':>9}")
+    names = {
+        "stream": "ours, streaming (live)",
+        "file": "ours, file (count estimated)",
+        "file_n": "ours, file (count given)",
+        "peer": "pyAudioAnalysis (count given)"
+        if not args.peer_auto
+        else "pyAudioAnalysis (estimated)",
+    }
+    for system, metric in scores.metrics.items():
+        total = metric["total"]
+        print(
+            f"{names[system]:<28} {abs(metric):7.1%} {metric['missed detection'] / total:6.1%} "
+            f"{metric['false alarm'] / total:6.1%} {metric['confusion'] / total:6.1%} "
+            f"{scores.count_ok[system]:>4}/{scores.files}"
+        )
+    for system, seconds in scores.seconds.items():
+        print(
+            f"cpu {system:<5} {seconds / scores.audio_s:.4f} CPU-s per audio-s, "
+            f"{seconds / scores.files:.2f} s per file"
+        )
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE.parent))
+    main()
