@@ -134,7 +134,7 @@ def test_bwf_bext_and_riff_info_are_read_and_feed_dublin_core(tmp_path: Path) ->
     path = write_bwf(
         tmp_path / "bwf.wav",
         bext_payload(
-            "Canto di lavoro, Gargano", "MAXXI Archivio", "IT-MAXXI-0042", "1957-06-02", "10:30:00"
+            "Canto di lavoro, Gargano", "MAXXI Archivio", "IT-MAXXI-0042", "1957:06:02", "10:30:00"
         ),
         {
             b"INAM": "Canto dei carrettieri",
@@ -146,14 +146,14 @@ def test_bwf_bext_and_riff_info_are_read_and_feed_dublin_core(tmp_path: Path) ->
     bext = meta["technical"]["bext"]
     assert bext["description"] == "Canto di lavoro, Gargano"
     assert bext["originator_ref"] == "IT-MAXXI-0042"
-    assert bext["originator_date"] == "1957-06-02"
+    assert bext["originator_date"] == "1957:06:02"  # as written (Tech 3285 allows ':')
     assert bext["loudness_value"] == pytest.approx(-23.0)
     assert "A=PCM" in bext["coding_history"]
     assert meta["technical"]["riff_info"]["title"] == "Canto dei carrettieri"
     dc, sources = meta["dublin_core"]["elements"], meta["dublin_core"]["sources"]
     assert dc["title"] == ["Canto dei carrettieri"]
     assert sources["title"] == "embedded"
-    assert dc["date"] == ["1957-06-02"]
+    assert dc["date"] == ["1957-06-02"]  # as W3CDTF in Dublin Core
     assert dc["rights"] == ["CC BY 4.0"]
     assert dc["creator"] == ["Alan Lomax (rec.)"]  # the curator wins over IART
     assert sources["creator"] == "curator"

@@ -45,6 +45,7 @@ MIME_TYPES = {
     "CAF": "audio/x-caf", "AU": "audio/basic",
 }  # fmt: skip
 # Characters XML 1.0 cannot carry (C0 controls except tab, newline, carriage return).
+_BWF_DATE = re.compile(r"(\d{4})[-_:. ](\d{2})[-_:. ](\d{2})")
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
@@ -83,6 +84,18 @@ def check_curator_fields(curator: dict[str, Any] | None) -> dict[str, list[str]]
     return fields
 
 
+def w3cdtf_date(value: str | None) -> str | None:
+    """A BWF or RIFF date as ``YYYY-MM-DD`` (W3CDTF, as DCMI recommends for ``dc:date``).
+
+    EBU Tech 3285 lets ``OriginationDate`` separate its fields with ``-``, ``_``,
+    ``:``, a space or ``.``; anything that is not such a date is kept as it is.
+    """
+    if not value:
+        return None
+    match = _BWF_DATE.fullmatch(value.strip())
+    return "-".join(match.groups()) if match else value.strip()
+
+
 def embedded_fields(chunks: dict[str, Any]) -> dict[str, list[str]]:
     """Elements the file itself declares in its BWF ``bext`` and RIFF ``INFO`` chunks."""
     info = chunks.get("info") or {}
@@ -92,7 +105,7 @@ def embedded_fields(chunks: dict[str, Any]) -> dict[str, list[str]]:
         "creator": _as_list(info.get("artist")),
         "subject": _as_list(info.get("subject")) + _as_list(info.get("keywords")),
         "description": _as_list(info.get("comment")) + _as_list(bext.get("description")),
-        "date": _as_list(bext.get("originator_date") or info.get("created_date")),
+        "date": _as_list(w3cdtf_date(bext.get("originator_date") or info.get("created_date"))),
         "rights": _as_list(info.get("copyright")),
         "source": _as_list(info.get("source")),
         "contributor": _as_list(info.get("engineer")) + _as_list(bext.get("originator")),
