@@ -39,6 +39,7 @@ SIGNATURE_HEADER = "X-Heritage-Signature"
 DELIVERY_HEADER = "X-Heritage-Delivery"
 TASK_HEADER = "X-Heritage-Task-Id"
 SIGNATURE_TOLERANCE_S = 300
+ARCHIVE_FILE_MODE = 0o644
 MEDIA_TYPES = {"json": "application/json", "xml": "application/xml"}
 ExportFormat = Literal["json", "xml"]
 
@@ -182,6 +183,8 @@ class MAXXIConnector:
             dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp"
         )
         try:
+            # mkstemp makes the file 0600; the archive is read by MAXXI's own tools.
+            os.fchmod(fd, ARCHIVE_FILE_MODE)
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
                 f.flush()

@@ -142,6 +142,7 @@ def test_store_writes_year_month_task_layout_and_nothing_else(
     assert path == tmp_path / "archive" / "2026" / "11" / f"{result['task_id']}.{fmt}"
     assert path.read_bytes() == c.serialize(export)[0]
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the archive's other users
 
 
 def test_a_failed_write_leaves_no_partial_file_and_keeps_the_previous_export(
