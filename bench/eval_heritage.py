@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the benchmark measures one thread
 
 from detectors.heritage import HeritageConfig, HeritageDetector, load_model
 from detectors.heritage.features import SAMPLE_RATE

@@ -20,6 +20,7 @@ import librosa
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
+import scipy.sparse
 
 FEATURE_VERSION = "heritage-features/2"
 """Bumped whenever a feature changes meaning; a model trained on another version is refused."""
@@ -63,7 +64,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(_names())
 @dataclass(frozen=True)
 class _Tables:
     window: Vector
-    mel: Vector  # (N_MELS, bins)
+    mel_t: scipy.sparse.csr_array  # (bins, N_MELS), sparse
     freqs: Vector
     lag_norm: Vector  # autocorrelation of the analysis window, to unbias frame ACFs
     contrast_bins: tuple[tuple[int, int], ...]
@@ -84,7 +85,7 @@ def _tables() -> _Tables:
     )
     return _Tables(
         window=window,
-        mel=mel,
+        mel_t=scipy.sparse.csr_array(mel.T),
         freqs=freqs,
         lag_norm=acf / acf[0],
         contrast_bins=bins,
@@ -118,7 +119,9 @@ def _frame_descriptors(frames: Vector) -> dict[str, Vector]:
     """Per-frame spectral and pitch descriptors of 1024-sample frames."""
     spec = np.fft.rfft(frames * _T.window, axis=1)
     power = spec.real**2 + spec.imag**2 + 1e-12
-    mel = power @ _T.mel.T
+    # A sparse product: the filterbank is mostly zeros, and a dense one goes through BLAS,
+    # whose threads cost more than the product on a busy machine.
+    mel = np.asarray(power @ _T.mel_t)
     logmel = 10 * np.log10(mel + 1e-10)
     mfcc = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, 1 : N_MFCC + 1]
     total = power.sum(axis=1)
