@@ -141,8 +141,8 @@ class TechnicalMeter:
         n = data.shape[1] // self._rms_frame
         if n:
             frames = data[:, : n * self._rms_frame].reshape(self.channels, n, self._rms_frame)
-            # Mean power over each frame and the channels.
-            power = np.einsum("cfs,cfs->f", frames, frames, dtype=np.float64)
+            # Mean power over each frame and the channels (float32 sums: ample for dB).
+            power = np.einsum("cfs,cfs->f", frames, frames).astype(np.float64)
             self._frame_power.append(power / (self.channels * self._rms_frame))
         self._rms_carry = data[:, n * self._rms_frame :].copy()
 
