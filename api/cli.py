@@ -7,9 +7,12 @@ import asyncio
 import getpass
 import socket
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.errors import ConfigError
 from config.settings import Settings
@@ -149,66 +152,67 @@ def _read_password(name: str) -> str:
     return password
 
 
-async def _users(args: argparse.Namespace, settings: Settings) -> int:
-    from api.security import hash_password
-
+@asynccontextmanager
+async def _admin_session(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """One transaction on a current schema, for an administrative command."""
     db = await _checked_database(settings)
     try:
         async with db.session() as session:
-            if args.users_command == "add":
-                if await session.scalar(select(User).where(User.username == args.name)):
-                    raise ConfigError(f"user {args.name!r} exists")
-                password_hash = hash_password(_read_password(args.name))
-                session.add(User(username=args.name, password_hash=password_hash, role=args.role))
-                session.add(AuditEntry(action="user.added", actor="cli", target=args.name))
-                print(f"added {args.name} ({args.role})")
-            elif args.users_command == "list":
-                for user in await session.scalars(select(User).order_by(User.username)):
-                    state = " (disabled)" if user.disabled else ""
-                    print(f"{user.username}\t{user.role}{state}")
-            else:
-                found = await session.scalar(select(User).where(User.username == args.name))
-                if found is None:
-                    raise ConfigError(f"no user {args.name!r}")
-                await session.delete(found)
-                session.add(AuditEntry(action="user.deleted", actor="cli", target=args.name))
-                print(f"removed {args.name}")
+            yield session
     finally:
         await db.close()
+
+
+async def _users(args: argparse.Namespace, settings: Settings) -> int:
+    from api.security import hash_password
+
+    async with _admin_session(settings) as session:
+        if args.users_command == "add":
+            if await session.scalar(select(User).where(User.username == args.name)):
+                raise ConfigError(f"user {args.name!r} exists")
+            password_hash = hash_password(_read_password(args.name))
+            session.add(User(username=args.name, password_hash=password_hash, role=args.role))
+            session.add(AuditEntry(action="user.added", actor="cli", target=args.name))
+            print(f"added {args.name} ({args.role})")
+        elif args.users_command == "list":
+            for user in await session.scalars(select(User).order_by(User.username)):
+                state = " (disabled)" if user.disabled else ""
+                print(f"{user.username}\t{user.role}{state}")
+        else:
+            found = await session.scalar(select(User).where(User.username == args.name))
+            if found is None:
+                raise ConfigError(f"no user {args.name!r}")
+            await session.delete(found)
+            session.add(AuditEntry(action="user.deleted", actor="cli", target=args.name))
+            print(f"removed {args.name}")
     return 0
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
     from api.security import new_api_key
 
-    db = await _checked_database(settings)
-    try:
-        async with db.session() as session:
-            if args.keys_command == "create":
-                if await session.scalar(select(ApiKey).where(ApiKey.name == args.name)):
-                    raise ConfigError(f"key {args.name!r} exists")
-                secret, prefix, key_hash = new_api_key()
-                session.add(
-                    ApiKey(name=args.name, prefix=prefix, key_hash=key_hash, role=args.role)
-                )
-                session.add(AuditEntry(action="key.created", actor="cli", target=args.name))
-                print(secret)
-                print(f"(key {args.name!r}, role {args.role}: shown once, store it now)",
-                      file=sys.stderr)  # fmt: skip
-            elif args.keys_command == "list":
-                for key in await session.scalars(select(ApiKey).order_by(ApiKey.name)):
-                    used = key.last_used_at.isoformat() if key.last_used_at else "never"
-                    state = "revoked" if key.revoked else "active"
-                    print(f"{key.name}\t{key.role}\t{key.prefix}...\t{state}\tlast used {used}")
-            else:
-                target = await session.scalar(select(ApiKey).where(ApiKey.name == args.name))
-                if target is None:
-                    raise ConfigError(f"no key {args.name!r}")
-                target.revoked = True
-                session.add(AuditEntry(action="key.revoked", actor="cli", target=args.name))
-                print(f"revoked {args.name}")
-    finally:
-        await db.close()
+    async with _admin_session(settings) as session:
+        if args.keys_command == "create":
+            if await session.scalar(select(ApiKey).where(ApiKey.name == args.name)):
+                raise ConfigError(f"key {args.name!r} exists")
+            secret, prefix, key_hash = new_api_key()
+            session.add(ApiKey(name=args.name, prefix=prefix, key_hash=key_hash, role=args.role))
+            session.add(AuditEntry(action="key.created", actor="cli", target=args.name))
+            print(secret)
+            print(f"(key {args.name!r}, role {args.role}: shown once, store it now)",
+                  file=sys.stderr)  # fmt: skip
+        elif args.keys_command == "list":
+            for key in await session.scalars(select(ApiKey).order_by(ApiKey.name)):
+                used = key.last_used_at.isoformat() if key.last_used_at else "never"
+                state = "revoked" if key.revoked else "active"
+                print(f"{key.name}\t{key.role}\t{key.prefix}...\t{state}\tlast used {used}")
+        else:
+            target = await session.scalar(select(ApiKey).where(ApiKey.name == args.name))
+            if target is None:
+                raise ConfigError(f"no key {args.name!r}")
+            target.revoked = True
+            session.add(AuditEntry(action="key.revoked", actor="cli", target=args.name))
+            print(f"revoked {args.name}")
     return 0
 
 
