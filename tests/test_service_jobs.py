@@ -121,6 +121,30 @@ def test_a_job_whose_worker_is_killed_runs_again(tmp_path: Path) -> None:
         print(f"killed-worker job: run again {rerun_after:.1f} s after the kill")
 
 
+def test_celery_workers_take_urgent_jobs_first(tmp_path: Path) -> None:
+    broker = redis.Redis(host="127.0.0.1")
+    for key in broker.scan_iter("heritage-analysis*"):
+        broker.delete(key)
+    with postgres_database() as name:
+        settings = settings_for("postgresql", tmp_path, name, REDIS_HOST="127.0.0.1")
+        with api(settings) as client:
+            order = ("low", "normal", "high", "urgent")
+            ids = {
+                priority: client.upload(
+                    DATA / "vad_silence.flac", processing_type="quick", priority=priority
+                ).json()["task_id"]
+                for priority in order  # queued while no worker runs, least urgent first
+            }
+            worker = _start_worker(env_of(settings), f"prio-{uuid.uuid4().hex[:6]}@test",
+                                   tmp_path / "worker.log")  # fmt: skip
+            try:
+                started = {p: client.wait(t)["started_at"] for p, t in ids.items()}
+            finally:
+                os.killpg(worker.pid, signal.SIGTERM)
+                worker.wait(60)
+    assert sorted(started, key=started.__getitem__) == list(reversed(order))
+
+
 def test_the_worker_command_needs_redis(tmp_path: Path) -> None:
     env = env_of(settings_for("sqlite", tmp_path))
     result = subprocess.run([HERITAGE, "worker"], env=env, capture_output=True, text=True,
