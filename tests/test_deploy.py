@@ -25,7 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 import yaml
 from docker.utils.build import exclude_paths
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -39,6 +41,7 @@ from sinks.metrics import Metrics
 from stream.cli import build_parser
 from stream.daemon import DRAIN_S
 from tests.conftest import DATA, ROOT, free_port
+from tests.service import api, env_of, settings_for
 from tools.make_grafana_dashboard import OUT as DASHBOARD
 from tools.make_grafana_dashboard import render as render_dashboard
 
@@ -357,6 +360,46 @@ def test_the_worker_healthcheck_follows_the_worker_and_it_drains_on_sigterm(
     while _passes(check, env):
         assert time.monotonic() < deadline, "still healthy after the worker stopped"
         time.sleep(0.5)
+
+
+def test_a_stopping_worker_finishes_the_job_it_runs(tmp_path: Path, redis_port: int) -> None:
+    # systemd (KillMode=mixed) and Docker (init) send SIGTERM to the worker's main process
+    # only: Celery's warm shutdown lets the pool finish the running job, within the stop
+    # timeout the unit and compose give it, and nothing has to run it again.
+    speech, rate = sf.read(DATA / "vad_clean.flac", dtype="int16")
+    recording = tmp_path / "long.wav"
+    sf.write(recording, np.tile(speech, 24), rate, subtype="PCM_16")  # 8 minutes
+    settings = settings_for("sqlite", tmp_path, REDIS_HOST="127.0.0.1", REDIS_PORT=redis_port)
+    with api(settings) as client:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"],
+            env=env_of(settings), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while not client.http.get("/health").json()["jobs"]["workers"]:
+                assert worker.poll() is None, "the worker died"
+                assert time.monotonic() < deadline, "the worker never announced itself"
+                time.sleep(0.5)
+            task_id = client.upload(recording, processing_type="comprehensive").json()["task_id"]
+            deadline = time.monotonic() + 120
+            while (status := client.status(task_id))["status"] != "running":
+                assert status["status"] == "queued", status
+                assert time.monotonic() < deadline, "the job never started"
+                time.sleep(0.05)
+            started = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            _, stderr = worker.communicate(timeout=180)
+        finally:
+            worker.kill()
+            worker.wait()
+        stopped_after = time.monotonic() - started
+        final = client.status(task_id)
+    timeout = int(_setting(ROOT / "systemd/heritage-audio-worker.service", "TimeoutStopSec"))
+    assert stopped_after < timeout, f"warm shutdown took {stopped_after:.0f} s"
+    assert worker.returncode == 0, stderr.decode()[-2000:]
+    assert final["status"] == "completed", final  # by the stopping worker: no other runs
+    print(f"warm shutdown with an 8-minute recording in analysis: {stopped_after:.1f} s")
 
 
 # --- docker-compose -------------------------------------------------------------------------
