@@ -118,6 +118,8 @@ def run_worker(settings: Settings, concurrency: int, name: str) -> int:
     @signals.worker_shutdown.connect  # type: ignore[untyped-decorator]
     def _shutdown(**_: Any) -> None:
         stop.set()
+        if beat.is_alive():
+            beat.join(5)  # its key is deleted before the process exits: /health sees it go
 
     argv = [
         "worker",

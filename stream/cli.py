@@ -32,6 +32,7 @@ from stream.sources import (
 logger = logging.getLogger("heritage_audio")
 
 EXIT_FAILURE = 1
+GRACEFUL_S = 20
 EXIT_CONFIG = 78  # EX_CONFIG: systemd units list it in RestartPreventExitStatus
 
 
@@ -160,7 +161,15 @@ async def serve(
     runtime = Runtime(config, settings)
     app = create_app(settings, runtime, migrate=migrate, relay_pattern=relay_pattern)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_config=None, ws_ping_interval=20)
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            ws_ping_interval=20,
+            # Inside the units' 30 s stop timeout: requests still open then are cut.
+            timeout_graceful_shutdown=GRACEFUL_S,
+        )
     )
 
     async def stop_when_sources_end() -> None:
