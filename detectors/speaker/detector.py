@@ -102,8 +102,9 @@ class SpeakerConfig(DetectorConfig):
         0.3,
         gt=0,
         lt=1,
-        description="Files: average-linkage cosine distance at which the whole-file clustering "
-        "stops merging (when the number of speakers is not given).",
+        description="Files: average-linkage cosine distance where the whole-file clustering "
+        "stops merging, before it is brought to the number of speakers (given, or the count "
+        "of the live clusterer).",
     )
     min_speaker_s: float = Field(
         3.0,
