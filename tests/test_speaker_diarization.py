@@ -245,3 +245,14 @@ def test_live_state_keeps_no_history() -> None:
     detector = SpeakerDetector(speaker_config(), 0, 16000, profiles={})
     with pytest.raises(RuntimeError, match="keep_embeddings"):
         detector.history()
+
+
+def test_a_voice_on_both_channels_of_a_stereo_file_is_counted_once(tmp_path: Path) -> None:
+    audio, rate = sf.read(CONVERSATION, dtype="float32")
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.stack([audio, 0.5 * audio], axis=1), rate)
+    section = analyze_file(stereo, PipelineConfig(detectors=[speaker_config()]))["results"][
+        "speaker_recognition"
+    ]
+    assert section["speakers_detected"] == 2
+    assert_matches_truth([(s["start"], s["end"], s["speaker"]) for s in section["segments"]])

@@ -85,7 +85,7 @@ def diarize(
         if len(centroids) <= (n_speakers or 1) or talk.min() >= config.min_speaker_s:
             break
         labels = merge_cluster(embeddings, labels, int(np.argmin(talk)))
-    segments.sort(key=lambda s: (s.start, s.end))
+    segments = _union_per_speaker(segments)
     order = _appearance(segments, len(centroids))
     segments = [Segment(s.start, s.end, order[s.speaker], s.channel) for s in segments]
     used = sorted(order, key=order.__getitem__)
@@ -237,6 +237,19 @@ def _smooth(labels: Labels, min_run: int) -> Labels:
         right = lengths[i + 1] if i + 1 < len(runs) else -1
         a, b = runs[i]
         labels[a:b] = labels[runs[i - 1][0]] if left >= right else labels[runs[i + 1][0]]
+
+
+def _union_per_speaker(segments: list[Segment]) -> list[Segment]:
+    """Each speaker's segments merged where they overlap or touch (the same voice heard on
+    several channels of one file is one turn), sorted by start."""
+    merged: list[Segment] = []
+    for s in sorted(segments, key=lambda s: (s.speaker, s.start)):
+        last = merged[-1] if merged else None
+        if last is not None and last.speaker == s.speaker and s.start <= last.end:
+            merged[-1] = Segment(last.start, max(last.end, s.end), s.speaker, last.channel)
+        else:
+            merged.append(s)
+    return sorted(merged, key=lambda s: (s.start, s.end))
 
 
 def _appearance(segments: list[Segment], n: int) -> dict[int, int]:
