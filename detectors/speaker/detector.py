@@ -23,7 +23,6 @@ frame's gate decision are kept for the whole-file re-clustering of
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -214,7 +213,6 @@ class SpeakerDetector(Detector):
         self.rate = sample_rate
         self.hop = max(1, round(config.hop_s * sample_rate / FRAME)) * FRAME
         self.window = max(self.hop, round(config.window_s * sample_rate / FRAME) * FRAME)
-        self._pause_frames = max(1, math.ceil(config.turn_pause_s * sample_rate / FRAME))
         self._encoder = encoder or SpeakerEncoder()
         self._profiles = profiles if profiles is not None else load_profiles(config)
         self._gate = SpeechGate(config, sample_rate)
@@ -224,6 +222,7 @@ class SpeakerDetector(Detector):
             max_speakers=config.max_speakers,
             min_evidence=config.min_evidence,
         )
+        self.failed_windows = 0  # windows the encoder gave no embedding for (logged)
         self.reset()
 
     def window_samples(self) -> tuple[int, int]:
@@ -299,13 +298,20 @@ class SpeakerDetector(Detector):
         counts = [len(m) for m in mels]
         embeddings: list[npt.NDArray[np.float32]] = []
         if mels:
-            partials = self._encoder.embed_partials(np.concatenate(mels))
-            for part in np.split(partials, np.cumsum(counts)[:-1]):
-                embeddings.append(unit(part.mean(axis=0)))
+            try:
+                partials = self._encoder.embed_partials(np.concatenate(mels))
+                embeddings = [
+                    unit(part.mean(axis=0)) for part in np.split(partials, np.cumsum(counts)[:-1])
+                ]
+            except ValueError as exc:  # one odd window must not stop the channel
+                self.failed_windows += len(mels)
+                logger.warning("speaker: %d windows not embedded on channel %d: %s",
+                               len(mels), self.channel, exc)  # fmt: skip
         events: list[Event] = []
         pending = iter(embeddings)
         for hop in queue:
-            events.extend(self._advance(hop, next(pending) if hop.mels is not None else None))
+            embedding = next(pending, None) if hop.mels is not None else None
+            events.extend(self._advance(hop, embedding))
         return events
 
     # -- turns ------------------------------------------------------------------------------
