@@ -61,6 +61,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start(migrate=migrate)
         app.state.service = service
+        if runtime.recording is not None and runtime.config.recorder.analyze:
+            runtime.recording.analyse = service.recording_hook(asyncio.get_running_loop())
         await runtime.start()
         relaying = asyncio.create_task(relay.run(), name="redis-relay") if relay else None
         try:

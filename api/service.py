@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import os
+import shutil
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -20,7 +25,7 @@ from api import jobs
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
 from api.security import signing_key
 from config.settings import Settings
-from sinks.store import BlobStore, Database, upgrade
+from sinks.store import BlobStore, Database, Task, upgrade
 from sinks.store.models import JOB_STATUSES, utcnow
 
 logger = logging.getLogger(__name__)
@@ -144,6 +149,63 @@ class Service:
                 await self._upkeep
         await self.queue.stop()
         await self.db.close()
+
+    async def submit_file(
+        self,
+        path: Path,
+        *,
+        processing_type: str = "comprehensive",
+        priority: int = jobs.PRIORITIES["low"],
+        submitted_by: str = "recorder",
+    ) -> str:
+        """Queue the analysis of a file already on this machine (a finished recording).
+
+        The file is linked (or copied) into the blob store first, so retention may
+        delete the recording without touching the job.
+        """
+        sha256, size = await asyncio.to_thread(self._store_local, path)
+        task = Task(
+            id=str(uuid.uuid4()), status="queued", processing_type=processing_type,
+            priority=priority, filename=path.name, content_sha256=sha256, size_bytes=size,
+            options={}, submitted_by=submitted_by,
+        )  # fmt: skip
+        async with self.db.session() as session:
+            session.add(task)
+        await self.submit(task.id, task.priority)
+        return task.id
+
+    def _store_local(self, path: Path) -> tuple[str, int]:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        sha256 = digest.hexdigest()
+        target = self.blobs.path(sha256)
+        if not target.exists():
+            handle, temp = self.blobs.incoming()
+            handle.close()
+            temp.unlink()
+            try:
+                os.link(path, temp)
+            except OSError:  # another file system: copy
+                shutil.copyfile(path, temp)
+            with temp.open("rb+") as handle_rw:
+                self.blobs.commit(handle_rw, temp, sha256)
+        return sha256, path.stat().st_size
+
+    def recording_hook(self, loop: asyncio.AbstractEventLoop) -> Callable[[Path], None]:
+        """For the recorder's writer thread: each finished recording becomes a job."""
+
+        def submit(path: Path) -> None:
+            future = asyncio.run_coroutine_threadsafe(self.submit_file(path), loop)
+            try:
+                task_id = future.result(timeout=60)
+            except Exception as exc:
+                logger.error("recorder: %s was not queued for analysis: %s", path.name, exc)
+            else:
+                logger.info("recorder: %s queued for analysis as task %s", path.name, task_id)
+
+        return submit
 
     async def run_job(self, task_id: str) -> None:
         """Executor body of the in-process queue."""

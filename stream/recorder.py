@@ -62,7 +62,9 @@ class RecorderConfig(BaseModel):
     max_age_days: float = Field(30.0, gt=0, description="Recordings older than this are deleted.")
     max_total_mb: float = Field(2048.0, gt=0, description="Oldest recordings go beyond this total.")
     analyze: bool = Field(
-        False, description="Run the offline analysis on each recording; result JSON beside it."
+        False,
+        description="Analyse each recording: with the API (`run`) a low-priority comprehensive "
+        "job whose result the API serves; without it (`daemon`) result JSON beside the file.",
     )
     queue_chunks: int = Field(512, ge=8, le=100_000, description="Chunks buffered for the writer.")
 
@@ -102,7 +104,8 @@ class RecordingWriter:
         self.dropped_chunks = 0
         self._on_drop = on_drop
         self.files_written = 0
-        self._analyse = analyse
+        self.analyse = analyse
+        """Called (on the writer thread) with each finished file; may be replaced before start."""
         self._jobs: queue.Queue[_Job] = queue.Queue(config.queue_chunks)
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
@@ -160,8 +163,8 @@ class RecordingWriter:
             self.files_written += 1
             logger.info("recorder: wrote %s", path.name)
             self.enforce_retention()
-            if self._analyse is not None:
-                self._analyse(path)
+            if self.analyse is not None:
+                self.analyse(path)
 
     def enforce_retention(self) -> None:
         """Delete recordings past the age limit, then the oldest beyond the size limit."""

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -239,3 +240,35 @@ def test_migrations_build_exactly_the_models(store: str, tmp_path: Path) -> None
         settings = settings_for(store, tmp_path, name)
         upgrade(settings)
         assert asyncio.run(compare(settings)) == []
+
+
+def test_recordings_become_jobs_whose_results_the_api_serves(tmp_path: Path) -> None:
+    from config.pipeline import PipelineConfig
+    from stream.recorder import RecorderConfig
+    from stream.runtime import Runtime
+    from stream.sources import FileSourceConfig
+    from tests.conftest import serving
+    from tests.service import add_users
+
+    settings = settings_for("sqlite", tmp_path)
+    add_users(settings)
+    recordings = tmp_path / "recordings"
+    config = PipelineConfig(
+        sources=[FileSourceConfig(name="gallery", path=DATA / "vad_clean.flac", realtime=False)],
+        recorder=RecorderConfig(enabled=True, directory=recordings, analyze=True),
+    )
+    runtime = Runtime(config, settings)
+    with serving(runtime) as url, httpx.Client(base_url=url, timeout=60) as http:
+        client = Client(http, settings)
+        deadline = time.monotonic() + 180
+        while True:
+            files = sorted(recordings.rglob("*.flac"))
+            tasks = client.http.get("/api/v1/tasks", headers=client.auth("viewer")).json()
+            done = [t for t in tasks["items"] if t["status"] == "completed"]
+            if files and len(done) == len(files):
+                break
+            assert time.monotonic() < deadline, (files, tasks)
+            time.sleep(0.5)
+    assert {t["filename"] for t in done} == {f.name for f in files}
+    assert {t["processing_type"] for t in done} == {"comprehensive"}
+    assert not list(recordings.rglob("*.json"))  # results live in the store, not beside
