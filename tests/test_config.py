@@ -116,9 +116,17 @@ def test_production_refuses_to_start_without_secrets(
 
 def test_production_starts_with_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
-    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    monkeypatch.setenv("SECRET_KEY", "a-signing-key-of-at-least-32-characters")
     monkeypatch.setenv("DB_PASSWORD", "pw")
     assert load_settings().ENVIRONMENT == "production"
+
+
+def test_production_refuses_a_short_signing_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("SECRET_KEY", "s3cret")
+    monkeypatch.setenv("DB_PASSWORD", "pw")
+    with pytest.raises(ConfigError, match="SECRET_KEY must be at least 32 characters"):
+        load_settings()
 
 
 def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -136,7 +144,7 @@ def test_the_annotated_example_config_is_valid() -> None:
 def test_secrets_can_come_from_systemd_credentials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "SECRET_KEY").write_text("from-a-credential")
+    (tmp_path / "SECRET_KEY").write_text("from-a-credential-" + "k" * 32)
     (tmp_path / "DB_PASSWORD").write_text("pw")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     monkeypatch.setenv("ENVIRONMENT", "production")
@@ -144,6 +152,8 @@ def test_secrets_can_come_from_systemd_credentials(
         monkeypatch.delenv(name, raising=False)
     settings = load_settings()
     assert settings.SECRET_KEY is not None
-    assert settings.SECRET_KEY.get_secret_value() == "from-a-credential"
-    monkeypatch.setenv("SECRET_KEY", "from-the-environment")
-    assert load_settings().SECRET_KEY.get_secret_value() == "from-the-environment"  # type: ignore[union-attr]
+    assert settings.SECRET_KEY.get_secret_value() == "from-a-credential-" + "k" * 32
+    monkeypatch.setenv("SECRET_KEY", "from-the-environment-" + "e" * 32)
+    from_environment = load_settings().SECRET_KEY
+    assert from_environment is not None
+    assert from_environment.get_secret_value() == "from-the-environment-" + "e" * 32
