@@ -87,9 +87,11 @@ class Scores:
 
     metrics: dict[str, DiarizationErrorRate] = field(default_factory=dict)
     count_ok: dict[str, int] = field(default_factory=dict)
+    scored: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     files: int = 0
     audio_s: float = 0.0
+    peer_failures: int = 0
 
     def add(self, system: str, ref: Annotation, hyp: Annotation, uem: Timeline) -> float:
         metric = self.metrics.setdefault(
@@ -98,6 +100,7 @@ class Scores:
         value = float(metric(ref, hyp, uem=uem))
         right = len(hyp.labels()) == len(ref.labels())
         self.count_ok[system] = self.count_ok.get(system, 0) + int(right)
+        self.scored[system] = self.scored.get(system, 0) + 1
         return value
 
     def time(self, system: str, seconds: float) -> None:
@@ -182,9 +185,14 @@ def main() -> None:
         scores.time("diarize", ours["diarize_s"])
         scores.time("file", ours["file_s"])
         if args.peer_python:
-            hyp, cpu = run_peer(args.peer_python, path, 0 if args.peer_auto else n)
-            row["peer"] = scores.add("peer", ref, hyp, uem)
-            scores.time("peer", cpu)
+            try:
+                hyp, cpu = run_peer(args.peer_python, path, 0 if args.peer_auto else n)
+            except subprocess.CalledProcessError as exc:  # it crashes now and then
+                scores.peer_failures += 1
+                print(f"{path.name}: pyAudioAnalysis failed: {exc.stderr.strip()[-200:]}")
+            else:
+                row["peer"] = scores.add("peer", ref, hyp, uem)
+                scores.time("peer", cpu)
         found = ours["auto"]["speakers_detected"]
         cells = "  ".join(f"{k} {v:6.1%}" for k, v in row.items())
         print(f"{path.name}: {n} speakers, found {found}; {cells}", flush=True)
@@ -209,7 +217,7 @@ def report(scores: Scores, args: argparse.Namespace) -> None:
         print(
             f"{names[system]:<28} {abs(metric):7.1%} {metric['missed detection'] / total:6.1%} "
             f"{metric['false alarm'] / total:6.1%} {metric['confusion'] / total:6.1%} "
-            f"{scores.count_ok[system]:>4}/{scores.files}"
+            f"{scores.count_ok[system]:>4}/{scores.scored[system]}"
         )
     what = {
         "live": "ours, live detector (gate, embeddings, online clustering)",
@@ -217,10 +225,12 @@ def report(scores: Scores, args: argparse.Namespace) -> None:
         "file": "ours, file speaker section (diarization + voice statistics)",
         "peer": "pyAudioAnalysis speaker_diarization",
     }
+    if scores.peer_failures:
+        print(f"pyAudioAnalysis crashed on {scores.peer_failures} files (left out of its scores)")
     for system, seconds in scores.seconds.items():
         print(
             f"{seconds / scores.audio_s:.4f} CPU-s per audio-s, "
-            f"{seconds / scores.files:5.2f} s per file: {what[system]}"
+            f"{seconds / scores.scored.get(system, scores.files):5.2f} s per file: {what[system]}"
         )
 
 
