@@ -1,6 +1,6 @@
 """Speaker diarization, live and on files, on a committed two-speaker conversation.
 
-``tests/data/speaker/conversation_2spk.flac`` (tools/make_conversations.py
+``tests/data/diarization/conversation_2spk.flac`` (tools/make_conversations.py
 --fixture): two test-split voices (festival ked, espeak-ng en+f1), five turns
 with 0.4 s or longer pauses, reverb and noise at 20 dB SNR; its ``.rttm``
 is the truth from the clean utterances. No threshold was tuned on it.
@@ -28,7 +28,7 @@ from stream.pipeline import ChannelChain, SourceRunner
 from stream.sources import FileSource, FileSourceConfig
 from tests.conftest import DATA, run_file
 
-CONVERSATION = DATA / "speaker" / "conversation_2spk.flac"
+CONVERSATION = DATA / "diarization" / "conversation_2spk.flac"
 BOUNDARY_S = 0.3
 NO_PROFILES = Path("/nonexistent/profiles.json")
 
@@ -197,7 +197,7 @@ def test_silence_gives_no_speakers_and_no_error() -> None:
 
 def test_one_voice_is_one_speaker() -> None:
     config = PipelineConfig(detectors=[speaker_config()])
-    section = analyze_file(DATA / "speaker" / "enroll_ked.flac", config)["results"][
+    section = analyze_file(DATA / "diarization" / "enroll_ked.flac", config)["results"][
         "speaker_recognition"
     ]
     assert section["speakers_detected"] == 1

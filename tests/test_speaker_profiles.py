@@ -25,10 +25,9 @@ from stream.events import SpeakerTurn
 from stream.speaker_report import enrollment_embedding
 from tests.conftest import DATA, run_file
 
-SPEAKER_DATA = DATA / "speaker"
-CONVERSATION = SPEAKER_DATA / "conversation_2spk.flac"
-KED = SPEAKER_DATA / "enroll_ked.flac"
-OTHER = [SPEAKER_DATA / "espeak_m3_a.flac", SPEAKER_DATA / "espeak_m3_b.flac"]
+CONVERSATION = DATA / "diarization" / "conversation_2spk.flac"
+KED = DATA / "diarization" / "enroll_ked.flac"
+OTHER = [DATA / "speaker" / "espeak_m3_a.flac", DATA / "speaker" / "espeak_m3_b.flac"]
 
 
 def _truth_voices() -> list[str]:

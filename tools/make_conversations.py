@@ -11,7 +11,7 @@ under 0.3 s merged, as for the VAD fixtures.
 
 Voices are split: the ``dev`` conversations (tune here) and the ``test`` ones
 (report only) share no voice. ``--fixture`` writes the committed two-speaker
-test fixture instead (``tests/data/speaker/conversation_2spk.*``, test voices), and
+test fixture instead (``tests/data/diarization/conversation_2spk.*``, test voices), and
 ``enroll_ked.flac``: other sentences of one of its two voices, for enrollment.
 
     apt-get install espeak-ng festival festvox-kallpc16k festvox-kdlpc16k \\
@@ -40,7 +40,7 @@ FRAME = SR // 100
 TRUTH_DB = 40.0
 MERGE_GAP_S = 0.3
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests" / "data" / "speaker" / "conversation_2spk"
+FIXTURE = REPO / "tests" / "data" / "diarization" / "conversation_2spk"
 ENROLL = FIXTURE.with_name("enroll_ked")
 
 Audio = npt.NDArray[np.float64]
