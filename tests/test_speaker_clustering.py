@@ -1,0 +1,131 @@
+"""Clustering and turn statistics on constructed embeddings and timelines (no audio)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from detectors.speaker.clustering import OnlineClusterer, global_clusters, unit
+from detectors.speaker.offline import Segment, absorb_small_clusters, online_count
+from stream.speaker_report import interruptions, rttm_lines, speaker_labels
+
+DIM = 256
+
+
+def voices(n: int, seed: int = 0) -> npt.NDArray[np.float32]:
+    """``n`` unit vectors with non-negative components, far apart (like distinct voices)."""
+    rng = np.random.default_rng(seed)
+    base = np.zeros((n, DIM), np.float32)
+    for i in range(n):
+        base[i, i * 20 : i * 20 + 20] = 1.0
+    return np.stack([unit(v + 0.01 * np.abs(rng.normal(size=DIM))) for v in base])
+
+
+def near(voice: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """A window of ``voice``: the voice plus a little noise (cosine distance about 0.03)."""
+    return unit(voice + 0.02 * np.abs(rng.normal(size=DIM)).astype(np.float32))
+
+
+def clusterer(**overrides: float) -> OnlineClusterer:
+    settings = {"new_speaker_distance": 0.22, "update_rate": 0.05, "max_speakers": 3,
+                "min_evidence": 4} | overrides  # fmt: skip
+    return OnlineClusterer(**settings)  # type: ignore[arg-type]
+
+
+def test_a_new_speaker_needs_min_evidence_agreeing_windows() -> None:
+    rng = np.random.default_rng(1)
+    a, b = voices(2)
+    online = clusterer()
+    first = [online.assign(near(a, rng)) for _ in range(4)]
+    assert first[:3] == [None, None, None]  # nobody declared until the evidence is in
+    assert first[3] is not None
+    assert first[3].new
+    assert first[3].cluster == 0
+    for _ in range(3):
+        pending = online.assign(near(b, rng))
+        assert pending is not None
+        assert (pending.cluster, pending.new) == (0, False)
+        assert pending.confidence < 0.5  # unlike speaker 0, and says so
+    declared = online.assign(near(b, rng))
+    assert declared is not None
+    assert (declared.cluster, declared.new) == (1, True)
+    again = online.assign(near(a, rng))
+    assert again is not None
+    assert (again.cluster, again.new) == (0, False)
+    assert again.confidence > 0.9
+
+
+def test_windows_that_disagree_declare_nobody() -> None:
+    rng = np.random.default_rng(2)
+    a, b, c = voices(3)
+    online = clusterer()
+    for _ in range(4):
+        online.assign(near(a, rng))
+    # Alternating unknown voices: never four consecutive windows that agree (b and c are
+    # nearly orthogonal, so each lies about 0.29 from their mean, beyond 0.22).
+    for i in range(12):
+        online.assign(near(b if i % 2 else c, rng))
+    assert len(online.centroids) == 1
+
+
+def test_the_speaker_count_and_state_stay_bounded() -> None:
+    rng = np.random.default_rng(3)
+    online = clusterer(max_speakers=2)
+    for voice in voices(4):
+        for _ in range(6):
+            online.assign(near(voice, rng))
+    assert len(online.centroids) == 2
+    assert online.pending <= 4
+
+
+def test_whole_file_clustering_finds_the_voices_or_the_given_count() -> None:
+    rng = np.random.default_rng(4)
+    a, b, c = voices(3)
+    windows = np.stack([near(v, rng) for v in [a] * 10 + [b] * 8 + [c] * 12])
+    labels = global_clusters(windows, distance_threshold=0.3)
+    assert labels.tolist() == [0] * 10 + [1] * 8 + [2] * 12
+    two = global_clusters(windows, distance_threshold=0.3, n_speakers=2)
+    assert len(set(two.tolist())) == 2
+    assert len(set(two[:10].tolist())) == 1
+
+
+def test_a_cluster_of_a_few_windows_joins_its_nearest_speaker() -> None:
+    rng = np.random.default_rng(5)
+    a, b = voices(2)
+    mixed = unit(a + 0.6 * b)  # windows straddling two voices
+    windows = np.stack([near(v, rng) for v in [a] * 10 + [mixed] * 2 + [b] * 10])
+    labels = global_clusters(windows, distance_threshold=0.1)
+    assert len(set(labels.tolist())) == 3
+    absorbed = absorb_small_clusters(windows, labels, min_windows=5)
+    assert absorbed.tolist() == [0] * 12 + [1] * 10
+
+
+def test_the_live_count_ignores_speakers_with_almost_no_windows() -> None:
+    assert online_count(np.array([-1, 0, 0, 0, 1, 1, 1, 2, 0])) == 2
+    assert online_count(np.array([-1, -1])) == 1
+
+
+def test_interruptions_are_overlaps_and_quick_takeovers() -> None:
+    segments = [
+        Segment(0.0, 3.0, 0),
+        Segment(3.1, 5.0, 1),  # starts 0.1 s after speaker 0 stops: an interruption
+        Segment(6.0, 8.0, 0),  # after a 1 s pause: not one
+        Segment(7.5, 9.0, 1),  # while speaker 0 still talks: one
+        Segment(9.5, 10.0, 1),  # the same speaker again: not a new turn
+    ]
+    assert interruptions(segments) == 2
+
+
+def test_labels_and_rttm_lines() -> None:
+    assert speaker_labels(3, {1: "Guide Rossi"}) == ["Speaker_1", "Guide Rossi", "Speaker_2"]
+    section = {"segments": [{"start": 0.5, "end": 2.25, "speaker": "Guide Rossi"}]}
+    assert rttm_lines("my file", section) == [
+        "SPEAKER my_file 1 0.500 1.750 <NA> <NA> Guide_Rossi <NA> <NA>\n"
+    ]
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_clustering_too_few_windows(n: int) -> None:
+    labels = global_clusters(voices(1)[:n], distance_threshold=0.3)
+    assert labels.tolist() == [0] * n
