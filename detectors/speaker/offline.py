@@ -86,7 +86,7 @@ def diarize(
             break
         labels = merge_cluster(embeddings, labels, int(np.argmin(talk)))
     segments = _union_per_speaker(segments)
-    order = _appearance(segments, len(centroids))
+    order = _appearance(segments)
     segments = [Segment(s.start, s.end, order[s.speaker], s.channel) for s in segments]
     used = sorted(order, key=order.__getitem__)
     return Diarization(segments, centroids[used] if used else centroids[:0])
@@ -155,50 +155,49 @@ def centroids_of_ids(embeddings: Matrix, labels: Labels, ids: list[int]) -> Matr
     return np.stack([unit(embeddings[labels == k].mean(axis=0)) for k in ids])
 
 
-def resegment(
-    history: SpeakerHistory, centroids: Matrix, pause_s: float
-) -> list[Segment]:  # fmt: skip
+def resegment(history: SpeakerHistory, centroids: Matrix, pause_s: float) -> list[Segment]:
     """Frame-level speaker turns of one channel (see the module docstring, step 3)."""
+    labels = frame_speakers(history, centroids)
+    if labels is None:
+        return []
+    frames, frame_s = history.frame_start, history.frame_s
+    segments: list[Segment] = []
+    for lo, hi in _runs(_bridge(history.frame_voiced, round(pause_s / frame_s))):
+        if (hi - lo) * frame_s < MIN_REGION_S:
+            continue
+        region = _smooth(labels[lo:hi], max(1, round(MIN_RUN_S / frame_s)))
+        for a, b in _runs_of_labels(region):
+            start, end = float(frames[lo + a]), float(frames[lo + b - 1] + frame_s)
+            segments.append(Segment(start, end, int(region[a]), history.channel))
+    return segments
+
+
+def frame_speakers(history: SpeakerHistory, centroids: Matrix) -> Labels | None:
+    """The speaker of every gate frame: the centroid most like the windows covering it,
+    each weighted by the frame's closeness to the window's middle; frames no window covers
+    take the label of the nearest covered one. None if no window covers any frame."""
     frames = history.frame_start
     if len(frames) == 0 or len(centroids) == 0:
-        return []
-    frame_s = history.frame_s
-    speech = _bridge(history.frame_voiced, round(pause_s / frame_s))
-    centre = frames + frame_s / 2
+        return None
+    centre = frames + history.frame_s / 2
     scores = np.zeros((len(frames), len(centroids)))
     weight = np.zeros(len(frames))
     similarity = history.embeddings @ centroids.T  # [windows, speakers]
     for start, end, sim in zip(history.window_start, history.window_end, similarity, strict=True):
         lo, hi = np.searchsorted(centre, [start, end])
         half = (end - start) / 2
-        w = 1.0 - np.abs(centre[lo:hi] - (start + half)) / (half + frame_s)
+        w = 1.0 - np.abs(centre[lo:hi] - (start + half)) / (half + history.frame_s)
         scores[lo:hi] += w[:, None] * sim[None, :]
         weight[lo:hi] += w
-    covered = weight > 0
-    if not covered.any():
-        return []
-    labels = np.argmax(scores, axis=1)
-    # Speech no window covered takes the label of the nearest covered frame.
-    idx = np.flatnonzero(covered)
-    nearest = idx[np.clip(np.searchsorted(idx, np.arange(len(frames))), 0, len(idx) - 1)]
-    before = idx[np.clip(np.searchsorted(idx, np.arange(len(frames))) - 1, 0, len(idx) - 1)]
-    use_before = np.abs(before - np.arange(len(frames))) < np.abs(nearest - np.arange(len(frames)))
-    labels = np.where(covered, labels, labels[np.where(use_before, before, nearest)])
-    segments: list[Segment] = []
-    for lo, hi in _runs(speech):
-        if (hi - lo) * frame_s < MIN_REGION_S:
-            continue
-        region = _smooth(labels[lo:hi], max(1, round(MIN_RUN_S / frame_s)))
-        for a, b in _runs_of_labels(region):
-            segments.append(
-                Segment(
-                    float(frames[lo + a]),
-                    float(frames[lo + b - 1] + frame_s),
-                    int(region[a]),
-                    history.channel,
-                )
-            )
-    return segments
+    covered = np.flatnonzero(weight > 0)
+    if len(covered) == 0:
+        return None
+    labels: Labels = np.argmax(scores, axis=1)
+    position = np.arange(len(frames))
+    after = covered[np.clip(np.searchsorted(covered, position), 0, len(covered) - 1)]
+    before = covered[np.clip(np.searchsorted(covered, position) - 1, 0, len(covered) - 1)]
+    nearest = np.where(np.abs(before - position) < np.abs(after - position), before, after)
+    return np.where(weight > 0, labels, labels[nearest])
 
 
 def _bridge(voiced: npt.NDArray[np.bool_], max_gap: int) -> npt.NDArray[np.bool_]:
@@ -252,10 +251,9 @@ def _union_per_speaker(segments: list[Segment]) -> list[Segment]:
     return sorted(merged, key=lambda s: (s.start, s.end))
 
 
-def _appearance(segments: list[Segment], n: int) -> dict[int, int]:
+def _appearance(segments: list[Segment]) -> dict[int, int]:
     """Old speaker index -> new index in order of first appearance (speakers with speech only)."""
     order: dict[int, int] = {}
     for s in segments:
         order.setdefault(s.speaker, len(order))
-    del n
     return order
