@@ -13,6 +13,10 @@ formant singer of ``tools/heritage_synth.py``. Each category:
 - historical_speech: addresses read by a TTS voice through an archival degradation chain.
 - religious_chant: one to eight unison voices, free rhythm, long reverberation, no drums.
 
+30 % of the clips of every category but historical speech get room noise (and some
+mains hum), an eighth of the music an archival degradation: neither a noise
+floor nor a degraded sound may decide the category on its own.
+
 The split is by piece, by voice AND by soundfont: train renders with FluidR3_GM, val with
 TimGM6mb, test with MuseScore_General; pieces are assigned by a hash of their id, TTS and
 singer voices from disjoint lists. Rates (16-48 kHz), channels, loudness, tempo and
@@ -794,11 +798,51 @@ MUSIC = ("folk_music", "classical_music", "opera", "religious_chant")
 RENDERED = ("folk_music", "classical_music", "opera")  # the categories fluidsynth plays
 
 
-def finish(audio: np.ndarray, category: str, sr: int, rng: Generator) -> Rendered:
-    """Archival-music augmentation, channel layout and loudness: the recording's packaging."""
+def pink_noise(n: int, rng: Generator) -> np.ndarray:
+    """Unit-RMS noise with a 1/f power spectrum (room, ventilation, tape hiss)."""
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1.0))
+    x = np.fft.irfft(spectrum, n)
+    return x / (rms(x) or 1.0)
+
+
+def add_room_noise(
+    audio: np.ndarray, category: str, sr: int, rng: Generator
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Background noise and sometimes mains hum in some clips of every category but
+    historical speech: a noise floor or hum alone must not decide between categories.
+
+    Drawn from its own generator, so the clips without it are as before.
+    """
+    if category == "historical_speech" or rng.random() >= 0.3:
+        return audio, {}
+    level = rms(audio) or 1e-3
+    snr = rng.uniform(12, 35) if category in MUSIC else rng.uniform(15, 40)
+    n = len(audio)
+    noise = pink_noise(n, rng) * level * 10 ** (-snr / 20)
+    info: dict[str, Any] = {"noise_snr_db": round(snr, 1)}
+    if rng.random() < 0.4:  # a guide speaking over a gallery's mains hum is still speech
+        t = np.arange(n) / sr
+        mains = float(rng.choice([50.0, 60.0]))
+        hum_db = rng.uniform(-45, -30)
+        noise += (
+            level
+            * 10 ** (hum_db / 20)
+            * sum(a * np.sin(2 * np.pi * mains * k * t) for k, a in ((1, 1.0), (2, 0.5), (3, 0.3)))
+        )
+        info["hum_db"] = round(hum_db, 1)
+    return audio + noise[:, None], info
+
+
+def finish(
+    audio: np.ndarray, category: str, sr: int, rng: Generator, noise_rng: Generator
+) -> Rendered:
+    """Archival-music augmentation, room noise, channel layout and loudness: the packaging."""
     info: dict[str, Any] = {}
     audio = audio if audio.ndim == 2 else audio[:, None]
     audio = fit(audio, int(CLIP_S * sr))
+    audio, noise_info = add_room_noise(audio, category, sr, noise_rng)
+    info |= noise_info
     if category in MUSIC and rng.random() < 0.12:
         # Old music recordings exist too: degradation alone must not mean historical speech.
         severity = rng.uniform(0.2, 0.8)
@@ -829,7 +873,10 @@ def render_clip(job: tuple[str, str, int, int, str]) -> dict[str, Any]:
     sr = int(rng.choice(OUTPUT_RATES))
     with tempfile.TemporaryDirectory(prefix="heritage-") as tmp:
         audio, info = RECIPES[category](split, rng, Path(tmp), sr)
-    audio, packaging = finish(audio, category, sr, rng)
+    noise_rng = np.random.default_rng(
+        [seed, CATEGORIES.index(category), SPLITS.index(split), index, 1]
+    )
+    audio, packaging = finish(audio, category, sr, rng, noise_rng)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     subtype = "PCM_24" if rng.random() < 0.3 else "PCM_16"
