@@ -117,6 +117,8 @@ def test_train_on_a_tiny_dataset_gives_a_loadable_model_that_evaluate_scores(
             piece = piece + 1e-3 * rng.standard_normal(len(piece)).astype(np.float32)
             stereo = np.stack([piece, 0.8 * piece], axis=1)
             sf.write(dataset / category / f"clip{i}.wav", soxr.resample(stereo, rate, 22050), 22050)
+    # An unreadable file is skipped with a warning, not fatal.
+    (dataset / "folk_music" / "notes.wav").write_bytes((DATA / "not_audio.wav").read_bytes())
     model_path = tmp_path / "museum.skops"
     assert main(["train", str(dataset), "--out", str(model_path)]) == 0
     model = load_model(model_path)
