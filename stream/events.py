@@ -71,7 +71,12 @@ class SpeechEnded(_EventBase):
 
 
 class SpeakerTurn(_EventBase):
-    """The speaker ``speaker`` holds the floor from ``t_start`` to ``t_end``."""
+    """The speaker ``speaker`` holds the floor from ``t_start`` to ``t_end``.
+
+    A turn is updated while it lasts: later events repeat its ``t_start`` with a new
+    ``t_end`` (longer, or shortened once a change of voice is confirmed); the newest
+    event of a (source, channel, t_start) is the turn's extent.
+    """
 
     type: Literal["speaker.turn"] = "speaker.turn"
     speaker: str = Field(description="Speaker_N in order of appearance, or an enrolled name.")
