@@ -15,7 +15,6 @@ from config.pipeline import load_pipeline_config
 from config.settings import Settings
 from detectors.speaker.detector import SpeakerConfig, profile_store
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, check_name
-from stream.speaker_report import enrollment_embedding
 
 EXIT_FAILURE = 1
 
@@ -57,6 +56,8 @@ def cmd_speakers(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "enroll":
             name = check_name(args.name)
+            from stream.speaker_report import enrollment_embedding  # the analysis stack
+
             embedding, seconds = enrollment_embedding(args.files, config)
             store.save(VoiceProfile(name, embedding, seconds, tuple(p.name for p in args.files)))
             print(f"enrolled {name!r} from {seconds:.1f} s of speech into {store.path}")

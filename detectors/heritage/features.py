@@ -12,11 +12,11 @@ on how they were chunked; training (``train``) and live detection share this cod
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass
 from itertools import pairwise
 
-import librosa
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
@@ -72,7 +72,9 @@ class _Tables:
     long_freqs: Vector
 
 
+@functools.cache
 def _tables() -> _Tables:
+    """Windows and filter banks, built on first use (librosa is slow to import)."""
     window = np.hanning(N_FFT + 2)[1:-1]
     acf = np.correlate(window, window, mode="full")[N_FFT - 1 :]
     freqs = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE).astype(np.float64)
@@ -80,6 +82,8 @@ def _tables() -> _Tables:
         (int(np.searchsorted(freqs, lo)), int(np.searchsorted(freqs, hi)))
         for lo, hi in pairwise(CONTRAST_EDGES)
     )
+    import librosa  # heavy to import: only when features are computed
+
     mel = librosa.filters.mel(
         sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=50.0, fmax=8000.0, dtype=np.float64
     )
@@ -92,9 +96,6 @@ def _tables() -> _Tables:
         long_window=np.hanning(LONG_FFT + 2)[1:-1],
         long_freqs=np.fft.rfftfreq(LONG_FFT, 1 / SAMPLE_RATE).astype(np.float64),
     )
-
-
-_T = _tables()
 
 
 class _Grid:
@@ -117,22 +118,22 @@ class _Grid:
 
 def _frame_descriptors(frames: Vector) -> dict[str, Vector]:
     """Per-frame spectral and pitch descriptors of 1024-sample frames."""
-    spec = np.fft.rfft(frames * _T.window, axis=1)
+    spec = np.fft.rfft(frames * _tables().window, axis=1)
     power = spec.real**2 + spec.imag**2 + 1e-12
     # A sparse product: the filterbank is mostly zeros, and a dense one goes through BLAS,
     # whose threads cost more than the product on a busy machine.
-    mel = np.asarray(power @ _T.mel_t)
+    mel = np.asarray(power @ _tables().mel_t)
     logmel = 10 * np.log10(mel + 1e-10)
     mfcc = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, 1 : N_MFCC + 1]
     total = power.sum(axis=1)
-    centroid = power @ _T.freqs / total
-    spread = np.sqrt(np.maximum(0.0, power @ (_T.freqs**2) / total - centroid**2))
+    centroid = power @ _tables().freqs / total
+    spread = np.sqrt(np.maximum(0.0, power @ (_tables().freqs ** 2) / total - centroid**2))
     cumulative = np.cumsum(power, axis=1) / total[:, None]
-    rolloff85 = _T.freqs[np.argmax(cumulative >= 0.85, axis=1)]
-    rolloff99 = _T.freqs[np.argmax(cumulative >= 0.99, axis=1)]
+    rolloff85 = _tables().freqs[np.argmax(cumulative >= 0.85, axis=1)]
+    rolloff99 = _tables().freqs[np.argmax(cumulative >= 0.99, axis=1)]
     flatness = np.mean(np.log(power[:, 3:]), axis=1) - np.log(np.mean(power[:, 3:], axis=1))
     contrast = []
-    for lo, hi in _T.contrast_bins:
+    for lo, hi in _tables().contrast_bins:
         band = np.sort(power[:, lo:hi], axis=1)
         k = max(1, (hi - lo) // 5)
         contrast.append(
@@ -140,7 +141,7 @@ def _frame_descriptors(frames: Vector) -> dict[str, Vector]:
         )
     # Pitch from the frame's autocorrelation (inverse FFT of its power), unbiased by the window.
     acf = np.fft.irfft(power, axis=1)[:, : N_FFT // 2]
-    acf = acf / (acf[:, :1] * _T.lag_norm[: N_FFT // 2] + 1e-12)
+    acf = acf / (acf[:, :1] * _tables().lag_norm[: N_FFT // 2] + 1e-12)
     lo_lag, hi_lag = int(SAMPLE_RATE / F0_MAX), int(SAMPLE_RATE / F0_MIN)
     region = acf[:, lo_lag:hi_lag]
     peak = np.argmax(region, axis=1)
@@ -183,8 +184,8 @@ def _frame_descriptors(frames: Vector) -> dict[str, Vector]:
 
 def _hum_db(frames: Vector) -> Vector:
     """Mains hum per 0.5 s frame: power on 50 or 60 Hz harmonics over their neighbours (dB)."""
-    spec = np.abs(np.fft.rfft(frames * _T.long_window, axis=1)) ** 2 + 1e-12
-    f = _T.long_freqs
+    spec = np.abs(np.fft.rfft(frames * _tables().long_window, axis=1)) ** 2 + 1e-12
+    f = _tables().long_freqs
     best = np.full(len(frames), -60.0)
     for mains in (50.0, 60.0):
         on = np.zeros_like(f, dtype=bool)
@@ -268,6 +269,8 @@ def window_features(d: dict[str, Vector], hum: Vector) -> Vector:
     # Harmonic/percussive separation (median filtering) on every other frame: 25 frames/s
     # resolve both sustained partials (0.36 s kernel) and onsets at a quarter of the cost.
     mel_power = 10 ** (logmel[::2].T / 10)
+    import librosa
+
     harmonic, percussive = librosa.decompose.hpss(mel_power, kernel_size=(9, 9))
     voiced = (d["voicing"] >= VOICED) & active
     cents = 1200 * np.log2(np.maximum(d["f0"], 1.0) / 440.0)

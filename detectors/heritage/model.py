@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import skops.io
 
 from detectors.heritage.features import FEATURE_NAMES, FEATURE_VERSION
 from stream.events import HERITAGE_CATEGORIES
@@ -93,6 +92,8 @@ def file_sha256(path: Path) -> str:
 def save_model(estimator: Any, card: dict[str, Any], path: Path) -> dict[str, Any]:
     """Write ``path`` (skops) and its card, which records the file's hash; returns the card."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    import skops.io  # heavy (about 1 s): only when a model is saved or loaded
+
     skops.io.dump(estimator, path, compression=8)
     unknown = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
     if unknown:
@@ -134,6 +135,8 @@ def _load(path: Path) -> HeritageModel:
             f"this version computes {FEATURE_VERSION!r}: retrain it with `heritage-audio train`"
         )
     try:
+        import skops.io
+
         untrusted = skops.io.get_untrusted_types(file=path)
     except Exception as exc:  # skops raises many types for a corrupt archive
         raise ModelError(f"heritage model {path}: not a skops file ({exc})") from None

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.cluster import AgglomerativeClustering
 
 Vector = npt.NDArray[np.float32]
 Matrix = npt.NDArray[np.float32]
@@ -155,6 +154,8 @@ def global_clusters(
     if len(points) == 1:
         return np.zeros(n, dtype=np.int64)
     fixed = None if n_speakers is None else min(n_speakers, len(points))
+    from sklearn.cluster import AgglomerativeClustering  # heavy: whole-file clustering only
+
     model = AgglomerativeClustering(
         n_clusters=fixed,
         metric="cosine",
