@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from config.errors import ConfigError, format_validation_error
-from detectors import AnyDetectorConfig, LevelConfig, VadConfig
+from detectors import AnyDetectorConfig, HeritageConfig, LevelConfig, SpeakerConfig, VadConfig
 from sinks.jsonl import JsonlSinkConfig
 from sinks.redis_streams import RedisStreamsSinkConfig
 from stream.recorder import RecorderConfig
@@ -45,7 +45,14 @@ def _default_sources() -> list[AnySourceConfig]:
 
 
 def _default_detectors() -> list[AnyDetectorConfig]:
-    return [VadConfig(), LevelConfig()]
+    # Speaker embeddings every second, a new voice after 3 agreeing windows: the whole
+    # pipeline stays within 0.03 CPU-s per audio-s per channel (docs/BENCHMARKS.md).
+    return [
+        VadConfig(),
+        LevelConfig(),
+        HeritageConfig(),
+        SpeakerConfig(hop_s=1.0, min_evidence=3),
+    ]
 
 
 class PipelineConfig(_Strict):

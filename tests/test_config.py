@@ -53,7 +53,8 @@ def test_a_full_toml_file_is_read_into_typed_models(tmp_path: Path) -> None:
 def test_defaults_need_no_file() -> None:
     config = load_pipeline_config(None)
     assert config == PipelineConfig()
-    assert [d.type for d in config.detectors] == ["vad", "level"]
+    assert [d.type for d in config.detectors] == ["vad", "level", "heritage", "speaker"]
+    assert config.detectors == PipelineConfig().detectors  # the example shows the defaults
 
 
 @pytest.mark.parametrize(
@@ -138,7 +139,8 @@ def test_a_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPa
 def test_the_annotated_example_config_is_valid() -> None:
     config = load_pipeline_config(Path(__file__).parent.parent / "config" / "example.toml")
     assert config.installation_id == "maxxi-sala-1"
-    assert [d.type for d in config.detectors] == ["vad", "level"]
+    assert [d.type for d in config.detectors] == ["vad", "level", "heritage", "speaker"]
+    assert config.detectors == PipelineConfig().detectors  # the example shows the defaults
 
 
 def test_secrets_can_come_from_systemd_credentials(
