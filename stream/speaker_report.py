@@ -176,8 +176,14 @@ def enrollment_embedding(
     """A voice profile's embedding from recordings of one speaker, made the way the detector
     embeds live audio (same gate, windows and encoder): the unit mean of every window's
     embedding. Returns it with the seconds of voiced audio; ``ValueError`` if too little."""
-    config = (config or SpeakerConfig()).model_copy(
-        update={"keep_embeddings": True, "batch": FILE_BATCH}
+    config = config or SpeakerConfig()
+    # A profile is made once: embed as densely as the default hop, whatever the live one.
+    config = config.model_copy(
+        update={
+            "keep_embeddings": True,
+            "batch": FILE_BATCH,
+            "hop_s": min(config.hop_s, SpeakerConfig().hop_s),
+        }
     )
     detector = SpeakerDetector(config, 0, SAMPLE_RATE, profiles={})
     embeddings: list[np.ndarray] = []

@@ -131,6 +131,8 @@ def test_no_pings_while_the_event_loop_is_blocked_and_pings_again_after(
         f'[[sources]]\ntype = "file"\npath = "{DATA / "vad_clean.flac"}"\n'
         "realtime = false\nloop = true\n"
         f'[[sinks]]\ntype = "jsonl"\npath = "{fifo}"\n'
+        # A fast flood: only the level meter, at its highest rate.
+        '[[detectors]]\ntype = "level"\nrate_hz = 100\n'
     )
     thread = threading.Thread(target=drain, daemon=True)
     thread.start()
