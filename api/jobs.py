@@ -67,18 +67,23 @@ def default_analysis(
     path: Path, options: dict[str, Any], progress: Callable[[float], None]
 ) -> dict[str, Any]:
     """Run the analysis a processing type asks for (the whole pipeline for ``comprehensive``)."""
+    from threadpoolctl import threadpool_limits
+
     from config.pipeline import load_pipeline_config
     from stream.analyze import analyze_file
 
-    return analyze_file(
-        path,
-        load_pipeline_config(options.get("config_path")),
-        progress=progress,
-        n_speakers=options.get("n_speakers"),
-        sections=SECTIONS_OF[options["processing_type"]],
-        task_id=options["task_id"],
-        curator=options.get("dublin_core") or None,
-    )
+    # One core per job: workers scale by process, and BLAS/OpenMP threads fighting over
+    # the same cores only slow every job down (and the API, when jobs run inside it).
+    with threadpool_limits(1):
+        return analyze_file(
+            path,
+            load_pipeline_config(options.get("config_path")),
+            progress=progress,
+            n_speakers=options.get("n_speakers"),
+            sections=SECTIONS_OF[options["processing_type"]],
+            task_id=options["task_id"],
+            curator=options.get("dublin_core") or None,
+        )
 
 
 async def claim(db: Database, task_id: str, owner: str) -> Task | None:

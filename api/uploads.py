@@ -10,6 +10,7 @@ SHA-256 is computed, and reading stops with 413 the moment the limit is passed
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from sinks.store import BlobStore
 
 FILE_FIELD = "audio_file"
 MAX_FIELDS_BYTES = 64 * 1024
+FLUSH_BYTES = 1 << 20
 MAX_RATE = 768_000
 MAX_CHANNELS = 64
 
@@ -55,6 +57,7 @@ class _Receiver:
         self.filename = ""
         self.size = 0
         self.digest = hashlib.sha256()
+        self.pending = bytearray()  # file bytes parsed but not yet hashed and written
         self._field_bytes = 0
         self._header_field = b""
         self._header_value = b""
@@ -99,9 +102,7 @@ class _Receiver:
             self.size += len(chunk)
             if self.size > self.max_bytes:
                 raise UploadRejected(413, f"upload exceeds the {self.max_bytes} byte limit")
-            assert self.file is not None
-            self.file[0].write(chunk)
-            self.digest.update(chunk)
+            self.pending += chunk
             return
         self._field_bytes += len(chunk)
         if self._field_bytes > MAX_FIELDS_BYTES:
@@ -114,6 +115,14 @@ class _Receiver:
                 self.fields[self._name] = self._value.decode("utf-8")
             except UnicodeDecodeError:
                 raise UploadRejected(422, f"field {self._name!r} is not UTF-8") from None
+
+    def flush(self) -> None:
+        """Hash and write what the parser has handed over (off the event loop)."""
+        if self.file is not None and self.pending:
+            data = bytes(self.pending)
+            self.pending.clear()
+            self.digest.update(data)
+            self.file[0].write(data)
 
     def discard(self) -> None:
         if self.file is not None:
@@ -135,16 +144,21 @@ async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int) -> 
         parser = MultipartParser(boundary, _callbacks(receiver))  # type: ignore[arg-type]
         async for chunk in request.stream():
             parser.write(chunk)
+            if len(receiver.pending) >= FLUSH_BYTES:
+                # Hashing and disk writes run in a thread: 50 uploads at once must not
+                # stall the event loop (and every other request) for their duration.
+                await asyncio.to_thread(receiver.flush)
         parser.finalize()
+        await asyncio.to_thread(receiver.flush)
         if receiver.file is None:
             raise UploadRejected(422, f"the form has no {FILE_FIELD!r} file part")
         if receiver.size == 0:
             raise UploadRejected(422, "the uploaded file is empty")
         handle, temp = receiver.file
         handle.flush()
-        check_audio(temp)
+        await asyncio.to_thread(check_audio, temp)
         sha256 = receiver.digest.hexdigest()
-        path = blobs.commit(handle, temp, sha256)
+        path = await asyncio.to_thread(blobs.commit, handle, temp, sha256)
         receiver.file = None
         return Upload(sha256, receiver.size, receiver.filename, path, receiver.fields)
     except MultipartParseError as exc:
