@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from api import jobs
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
 from api.security import signing_key
 from config.settings import Settings
+from detectors.files import file_sha256
 from sinks.store import BlobStore, Database, Task, upgrade
 from sinks.store.models import JOB_STATUSES, utcnow
 
@@ -175,11 +175,7 @@ class Service:
         return task.id
 
     def _store_local(self, path: Path) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        sha256 = digest.hexdigest()
+        sha256 = file_sha256(path)
         target = self.blobs.path(sha256)
         if not target.exists():
             handle, temp = self.blobs.incoming()

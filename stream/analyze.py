@@ -5,7 +5,6 @@ Produces the result document of DESIGN.md; sections fill in as detectors land.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import soundfile as sf
 from config.pipeline import PipelineConfig
 from config.version import VERSION
 from detectors import DetectorConfig, VadConfig
+from detectors.files import file_sha256
 from detectors.heritage import heritage_classification, heritage_provenance, with_heritage
 from detectors.metadata.generator import metadata_for_result
 from detectors.speaker import encoder_provenance
@@ -36,15 +36,6 @@ Progress = Callable[[float], None]
 """Called with the fraction of the file analysed so far (0..1)."""
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def audio_info(path: Path) -> dict[str, Any]:
     """The ``audio_info`` section: duration, rate, channels, bit depth, container, hash."""
     info = sf.info(str(path))
@@ -54,7 +45,7 @@ def audio_info(path: Path) -> dict[str, Any]:
         "channels": info.channels,
         "bit_depth": _BIT_DEPTHS.get(info.subtype),
         "format": info.format,
-        "sha256": sha256_of(path),
+        "sha256": file_sha256(path),
     }
 
 

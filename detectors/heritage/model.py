@@ -9,7 +9,6 @@ a model whose feature version or feature count differs from this code's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detectors.files import file_sha256
 from detectors.heritage.features import FEATURE_NAMES, FEATURE_VERSION
 from stream.events import HERITAGE_CATEGORIES
 
@@ -78,15 +78,6 @@ class HeritageModel:
 def card_path(model_path: Path) -> Path:
     """The model card beside a ``.skops`` file."""
     return model_path.with_suffix(".json")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_model(estimator: Any, card: dict[str, Any], path: Path) -> dict[str, Any]:

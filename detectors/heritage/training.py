@@ -22,8 +22,9 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
+from detectors.files import file_sha256
 from detectors.heritage.features import FEATURE_NAMES, FEATURE_VERSION, SAMPLE_RATE, Featurizer
-from detectors.heritage.model import HeritageModel, file_sha256, save_model
+from detectors.heritage.model import HeritageModel, save_model
 from stream.events import HERITAGE_CATEGORIES
 from stream.resample import Resampler
 

@@ -8,7 +8,6 @@ caller already has the 16 kHz mono signal.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import soundfile as sf
 import soxr
 from numpy.typing import NDArray
 
+from detectors.files import file_sha256
 from detectors.metadata.content import RATE, ContentAnalyzer
 from detectors.metadata.dublin_core import (
     CATEGORY_SUBJECTS,
@@ -233,7 +233,9 @@ def assemble(
         None if voice_activity is None else voice_activity.get("segments", [])
     )
     tags = cultural_tags(technical, content, int(info.samplerate), heritage)
-    generated = _generated_elements(technical, content, tags, sha256 or _sha256(path), identifier)
+    generated = _generated_elements(
+        technical, content, tags, sha256 or file_sha256(path), identifier
+    )
     elements, sources = build_record(generated, embedded_fields(chunks), curator_fields)
     language = curator_fields["language"][0] if curator_fields.get("language") else None
     localized = frozenset(k for k, v in sources.items() if v == "curator")
@@ -269,14 +271,6 @@ def _generated_elements(
     if tags.get("genre"):
         generated["subject"] = [CATEGORY_SUBJECTS.get(tags["genre"], tags["genre"])]
     return generated
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class MetadataGenerator:
