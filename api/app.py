@@ -113,7 +113,7 @@ def create_app(
     ) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        route = _route_of(app, request)
+        route = _route_of(request)
         service.metrics.http_requests.labels(request.method, route, response.status_code).inc()
         service.metrics.http_duration.labels(route).observe(time.perf_counter() - started)
         return response
@@ -147,13 +147,15 @@ class _ReadOnlyMount(Mount):
             scope["method"] not in ("GET", "HEAD") or scope["path"].startswith(API_PREFIXES)
         ):
             return Match.NONE, {}
-        return super().matches(scope)
-
-
-def _route_of(app: FastAPI, request: Request) -> str:
-    """The matched route's template (bounded label values), or 'other'."""
-    for route in app.router.routes:
-        match, _ = route.matches(request.scope)
+        match, child_scope = super().matches(scope)
         if match == Match.FULL:
-            return getattr(route, "path", "other") or "static"
-    return "other"
+            child_scope["route"] = self  # labelled "static" in the request metrics
+        return match, child_scope
+
+
+def _route_of(request: Request) -> str:
+    """The template of the route the router matched (bounded label values), or 'other'."""
+    route = request.scope.get("route")
+    if route is None:
+        return "other"
+    return getattr(route, "path", "other") or "static"

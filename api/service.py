@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -176,17 +174,7 @@ class Service:
 
     def _store_local(self, path: Path) -> tuple[str, int]:
         sha256 = file_sha256(path)
-        target = self.blobs.path(sha256)
-        if not target.exists():
-            handle, temp = self.blobs.incoming()
-            handle.close()
-            temp.unlink()
-            try:
-                os.link(path, temp)
-            except OSError:  # another file system: copy
-                shutil.copyfile(path, temp)
-            with temp.open("rb+") as handle_rw:
-                self.blobs.commit(handle_rw, temp, sha256)
+        self.blobs.add_file(path, sha256)
         return sha256, path.stat().st_size
 
     def recording_hook(self, loop: asyncio.AbstractEventLoop) -> Callable[[Path], None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +44,22 @@ class BlobStore:
         finally:
             os.close(dir_fd)
         return final
+
+    def add_file(self, source: Path, sha256: str) -> Path:
+        """Store a file already on this machine under its hash: a hard link if the file
+        system allows (no copy), else a copy; durable like an upload."""
+        final = self.path(sha256)
+        if final.exists():
+            return final
+        handle, temp = self.incoming()
+        handle.close()
+        temp.unlink()
+        try:
+            os.link(source, temp)
+        except OSError:  # another file system
+            shutil.copyfile(source, temp)
+        with temp.open("rb+") as handle:
+            return self.commit(handle, temp, sha256)
 
     @staticmethod
     def discard(handle: BinaryIO, temp: Path) -> None:
