@@ -23,7 +23,9 @@ HeritageCategory = Literal[
     "spoken_word",
     "historical_speech",
     "religious_chant",
+    "other",
 ]
+"""The six heritage categories and ``other``: sound that is none of them (a valid answer)."""
 
 HERITAGE_CATEGORIES: tuple[str, ...] = get_args(HeritageCategory)
 
@@ -90,6 +92,9 @@ class HeritageClassified(_EventBase):
     category: HeritageCategory
     confidence: float = Field(ge=0, le=1)
     scores: dict[HeritageCategory, float] = Field(description="Probability per category.")
+    model_version: str | None = Field(
+        None, description="Version of the classifier that decided (`heritage-audio models`)."
+    )
 
 
 class Level(_EventBase):

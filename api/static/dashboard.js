@@ -22,6 +22,7 @@ const CATEGORIES = [
   ["spoken_word", "Spoken word", "#90d26d"],
   ["historical_speech", "Historical speech", "#f9d84a"],
   ["religious_chant", "Religious chant", "#ff6f91"],
+  ["other", "Other sound", "#9aa5b1"],
 ];
 const CATEGORY = new Map(CATEGORIES.map(([id, label, color]) => [id, { label, color }]));
 const WARN_STATES = new Set(["lost", "error", "overrun"]);

@@ -21,7 +21,9 @@ class HeritageClassifier:
     """Classifies audio with the same detector, windows and smoothing as the live pipeline."""
 
     def __init__(self, config: HeritageConfig | None = None) -> None:
-        self.config = config or HeritageConfig()
+        config = config or HeritageConfig()
+        # As a file analysis does: every excerpt reported, at the file hop.
+        self.config = config.model_copy(update={"emit": "every", "hop_s": config.file_hop_s})
 
     def classify_file(self, path: str | Path) -> dict[str, Any]:
         """The ``heritage_classification`` section for an audio file (mixed down to mono)."""
@@ -37,7 +39,7 @@ class HeritageClassifier:
         detector = HeritageDetector(self.config, 0, SAMPLE_RATE)
         hop = detector.window_samples()[1]
         events: list[Event] = []
-        for start in range(0, len(audio) - hop + 1, hop):
+        for start in range(0, len(audio), hop):
             events += detector.process(Window(0, start, audio[start : start + hop], SAMPLE_RATE))
         events += detector.finish(len(audio) / SAMPLE_RATE)
         return heritage_classification(events)

@@ -1,9 +1,12 @@
-"""The live ``heritage`` detector: ``heritage.classified`` events over sliding windows.
+"""The live ``heritage`` detector: ``heritage.classified`` events over a channel.
 
-Every ``hop_s`` it classifies the last ``window_s`` seconds of a channel, smooths the
-scores (an exponential moving average) and changes the announced label only when a new
-leader holds for ``switch_windows`` windows, so the label does not flicker. Windows
-quieter than ``silence_dbfs`` are not classified; a long silence forgets the smoothing.
+Every ``hop_s`` it classifies the last 3 s excerpt of the channel (one musicnn patch plus
+channel evidence: about 40 ms of CPU), smooths the scores (an exponential moving average)
+and changes the label only when a new leader holds for ``switch_windows`` excerpts.
+Live (``emit = "changes"``) an event goes out only when the label changes, when its
+confidence crosses ``confident`` either way, or every ``repeat_s`` as a reminder; file
+analysis (``emit = "every"``) keeps every excerpt for the result's timeline.
+Excerpts quieter than ``silence_dbfs`` are not classified; a long silence forgets.
 """
 
 from __future__ import annotations
@@ -13,54 +16,81 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+import numpy.typing as npt
+from pydantic import Field
 
 from detectors.base import Detector, DetectorConfig, register
-from detectors.heritage.features import SAMPLE_RATE, Featurizer, WindowFeatures
+from detectors.heritage.excerpt import EXCERPT_S, ExcerptFeaturizer
+from detectors.heritage.features import SAMPLE_RATE
 from detectors.heritage.model import HeritageModel, load_model
+from detectors.heritage.registry import resolve_model_path
 from stream.events import HERITAGE_CATEGORIES, Event, HeritageClassified
 from stream.windowing import Window
 
 
 class HeritageConfig(DetectorConfig):
-    """Heritage classification (folk, classical, opera, spoken word, historical speech, chant)."""
+    """Heritage classification (folk, classical, opera, spoken word, historical speech, chant,
+    or other)."""
 
     type: Literal["heritage"] = "heritage"
-    window_s: float = Field(4.0, ge=1.0, le=30.0, description="Audio classified at a time (s).")
-    hop_s: float = Field(1.0, ge=0.25, le=10.0, description="Seconds between classifications.")
+    hop_s: float = Field(
+        6.0,
+        ge=1.0,
+        le=120.0,
+        description="Seconds between classifications; each classifies the last 3 s.",
+    )
+    file_hop_s: float = Field(
+        12.0,
+        ge=1.0,
+        le=120.0,
+        description="File analysis: seconds between classified excerpts (cost against detail).",
+    )
     model_path: Path | None = Field(
-        None, description="Classifier (.skops with its .json card); the shipped model when unset."
+        None,
+        description="Classifier (.skops with its .json card); unset: the active version of "
+        "`heritage-audio models`, else the shipped model.",
     )
     silence_dbfs: float = Field(
-        -50.0, ge=-120.0, le=0.0, description="Windows quieter than this are not classified."
+        -60.0, ge=-120.0, le=0.0, description="Excerpts quieter than this are not classified."
     )
     smoothing: float = Field(
-        0.5,
+        0.6,
         gt=0.0,
         le=1.0,
-        description="Weight of the newest window in the moving average of scores (1 = none).",
+        description="Weight of the newest excerpt in the moving average of scores (1 = none).",
     )
     switch_windows: int = Field(
-        2, ge=1, le=30, description="Windows a new leading category must hold to change the label."
+        2, ge=1, le=30, description="Excerpts a new leading category must hold to change the label."
     )
     forget_after_s: float = Field(
         5.0, ge=0.0, le=3600.0, description="Silence after which the smoothing starts afresh."
     )
     min_audio_s: float = Field(
-        1.5, ge=0.5, le=30.0, description="Shortest stream classified at all (at its end)."
+        1.0, ge=0.2, le=30.0, description="Shortest unclassified tail classified at a stream's end."
+    )
+    emit: Literal["changes", "every"] = Field(
+        "changes",
+        description='"changes": an event when the label or its confidence band changes; '
+        '"every": one per classification (file analysis).',
+    )
+    confident: float = Field(
+        0.6, gt=0.0, lt=1.0, description="Confidence whose crossing (either way) is announced."
+    )
+    repeat_s: float = Field(
+        60.0, ge=0.0, le=3600.0, description="Re-announce an unchanged label this often (0: never)."
     )
 
-    @model_validator(mode="after")
-    def _hop_within_window(self) -> HeritageConfig:
-        if self.hop_s > self.window_s:
-            raise ValueError("hop_s must not exceed window_s")
-        return self
+
+def heritage_model(config: HeritageConfig) -> HeritageModel:
+    """The model a heritage detector with ``config`` uses now (the active version may change)."""
+    return load_model(resolve_model_path(config.model_path))
 
 
 def heritage_provenance(detectors: Sequence[DetectorConfig] = ()) -> str:
-    """``sha256:<hex>`` of the model the heritage detector among ``detectors`` uses."""
+    """``sha256:<hex>`` of the model the heritage detector among ``detectors`` uses (its
+    version name is in the heritage section and in every event)."""
     config = next((d for d in detectors if isinstance(d, HeritageConfig)), HeritageConfig())
-    return load_model(config.model_path).provenance
+    return heritage_model(config).provenance
 
 
 @register("heritage")
@@ -74,65 +104,106 @@ class HeritageDetector(Detector):
             raise ValueError(f"the heritage features run at {SAMPLE_RATE} Hz, not {sample_rate}")
         self.config = config
         self.channel = channel
-        self.model: HeritageModel = load_model(config.model_path)
+        self.model: HeritageModel = heritage_model(config)
+        self.featurizer = ExcerptFeaturizer()
         self._hop = round(config.hop_s * sample_rate)
-        self._window = round(config.window_s * sample_rate)
-        self.featurizer = Featurizer(self._window, self._hop)
+        self._size = round(EXCERPT_S * sample_rate)
         self.reset()
 
     def window_samples(self) -> tuple[int, int]:
-        # Hop-sized blocks: the featurizer keeps the window and reuses frames across hops.
-        return self._hop, self._hop
+        # Half-second blocks: the detector keeps the last excerpt itself, and a stream's
+        # end loses less than a block.
+        block = SAMPLE_RATE // 2
+        return block, block
 
     def reset(self) -> None:
-        self.featurizer.reset()
-        self._origin: int | None = None  # stream sample of the featurizer's sample 0
-        self._smoothed: np.ndarray | None = None
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self._position = 0  # stream samples received
+        self._next = self._size  # stream sample at which the next excerpt ends
+        self._last_end = 0  # end of the last classified (or skipped) excerpt
+        self._smoothed: npt.NDArray[np.float64] | None = None
         self._label: int | None = None
         self._challenger: int | None = None
         self._held = 0
         self._silent = 0.0
+        self._announced: tuple[int, bool] | None = None
+        self._announced_at = 0.0
 
     def process(self, window: Window) -> list[Event]:
-        if self._origin is None:
-            self._origin = window.start
-        return [
-            event for wf in self.featurizer.push(window.samples) if (event := self._classify(wf))
-        ]
+        if self._position == 0 and window.start:
+            self._position = self._next = window.start
+            self._next += self._size
+            self._last_end = window.start
+        samples = np.asarray(window.samples, dtype=np.float32).ravel()
+        events: list[Event] = []
+        while len(samples):
+            take = min(len(samples), self._next - self._position)
+            self._buffer = np.concatenate([self._buffer, samples[:take]])[-self._size :]
+            self._position += take
+            samples = samples[take:]
+            if self._position == self._next:
+                if event := self._classify(self._buffer, self._position):
+                    events.append(event)
+                self._next += self._hop
+        return events
 
     def finish(self, t_end: float) -> list[Event]:
+        """Classify an unclassified tail at the stream's end (short streams, the last hop)."""
         del t_end
-        tail = self.featurizer.flush(round(self.config.min_audio_s * SAMPLE_RATE))
-        event = self._classify(tail) if tail is not None else None
+        tail = self._position - self._last_end
+        if tail < round(self.config.min_audio_s * SAMPLE_RATE) or not len(self._buffer):
+            return []
+        event = self._classify(self._buffer[-min(tail, self._size) :], self._position, final=True)
         return [event] if event else []
 
-    def _classify(self, wf: WindowFeatures) -> HeritageClassified | None:
-        if wf.rms_dbfs < self.config.silence_dbfs:
-            self._silent += self.config.hop_s
+    def _classify(
+        self, audio: npt.NDArray[np.float32], end: int, final: bool = False
+    ) -> HeritageClassified | None:
+        start, self._last_end = self._last_end, end
+        excerpt = self.featurizer(audio)
+        if excerpt.rms_dbfs < self.config.silence_dbfs:
+            self._silent += (end - start) / SAMPLE_RATE
             if self._silent >= self.config.forget_after_s:
-                self._smoothed, self._label, self._held = None, None, 0
+                self._smoothed, self._label, self._held, self._announced = None, None, 0, None
             return None
         self._silent = 0.0
-        probs = self.model.predict(wf.vector)[0]
+        self.model = heritage_model(self.config)  # picks up a newly activated version
+        probs = self.model.predict(excerpt.vector)[0]
         a = self.config.smoothing
         self._smoothed = probs if self._smoothed is None else a * probs + (1 - a) * self._smoothed
-        leader = int(np.argmax(self._smoothed))
-        if self._label is None or leader == self._label:
-            self._label, self._held = leader, 0
-        else:
-            self._held = self._held + 1 if leader == self._challenger else 1
-            self._challenger = leader
-            if self._held >= self.config.switch_windows:
-                self._label, self._held = leader, 0
-        origin = self._origin or 0
+        self._update_label(int(np.argmax(self._smoothed)))
+        label = self._label if self._label is not None else int(np.argmax(self._smoothed))
+        confidence = float(self._smoothed[label])
+        if not (final or self._announce(label, confidence, end / SAMPLE_RATE)):
+            return None
         scores = {
             c: round(float(p), 4) for c, p in zip(HERITAGE_CATEGORIES, self._smoothed, strict=True)
         }
         return HeritageClassified(
             channel=self.channel,
-            t_start=(origin + wf.start) / SAMPLE_RATE,
-            t_end=(origin + wf.end) / SAMPLE_RATE,
-            category=HERITAGE_CATEGORIES[self._label],
-            confidence=round(float(self._smoothed[self._label]), 4),
+            t_start=start / SAMPLE_RATE,
+            t_end=end / SAMPLE_RATE,
+            category=HERITAGE_CATEGORIES[label],
+            confidence=round(confidence, 4),
             scores=scores,
+            model_version=self.model.version,
         )
+
+    def _update_label(self, leader: int) -> None:
+        if self._label is None or leader == self._label:
+            self._label, self._held = leader, 0
+            return
+        self._held = self._held + 1 if leader == self._challenger else 1
+        self._challenger = leader
+        if self._held >= self.config.switch_windows:
+            self._label, self._held = leader, 0
+
+    def _announce(self, label: int, confidence: float, now: float) -> bool:
+        """Whether this classification is news: always in ``every`` mode."""
+        state = (label, confidence >= self.config.confident)
+        repeat = self.config.repeat_s
+        due = repeat > 0 and now - self._announced_at >= repeat
+        if self.config.emit == "every" or state != self._announced or due:
+            self._announced, self._announced_at = state, now
+            return True
+        return False

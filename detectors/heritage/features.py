@@ -327,6 +327,24 @@ class WindowFeatures:
     vector: Vector
 
 
+def excerpt_vector(samples: npt.ArrayLike) -> WindowFeatures:
+    """Features (``FEATURE_NAMES``) of one excerpt of mono 16 kHz audio analysed whole.
+
+    Shorter excerpts than four FFT frames are zero-padded at the end.
+    """
+    x = np.asarray(samples, dtype=np.float64).ravel()
+    x = np.pad(x, (0, max(0, N_FFT * 4 - len(x))))
+    count = (len(x) - N_FFT) // HOP + 1
+    frames = x[np.arange(count)[:, None] * HOP + np.arange(N_FFT)]
+    d = _frame_descriptors(frames)
+    long_count = max(0, (len(x) - LONG_FFT) // LONG_HOP + 1)
+    longs = x[np.arange(long_count)[:, None] * LONG_HOP + np.arange(LONG_FFT)]
+    hum = _hum_db(longs) if long_count else np.zeros(0)
+    rms = float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
+    level = 20 * np.log10(rms) if rms > 1e-6 else -120.0
+    return WindowFeatures(0, len(x), level, window_features(d, hum))
+
+
 class Featurizer:
     """Streaming feature extraction for one 16 kHz channel; memory bounded by one window."""
 

@@ -1,10 +1,21 @@
-"""The heritage classifier: calibrated scikit-learn model, skops files and their model card.
+"""The heritage classifier: a three-part hierarchy of scikit-learn models, skops files, cards.
 
-A model is two files side by side: ``NAME.skops`` (the estimator, saved with skops,
-never pickle) and ``NAME.json`` (the model card: classes, feature version, training
-data hash, scores). Loading refuses any file that contains a type outside
-:data:`TRUSTED_TYPES`, so a model from an untrusted path cannot run code, and refuses
-a model whose feature version or feature count differs from this code's.
+The hierarchy follows how an archivist listens:
+
+1. ``gate``: speech, music or neither (ambience, animals, machines);
+2. ``speech``: spoken_word against historical_speech, from recording-channel evidence
+   only (bandwidth, noise floor, clicks, hum), never from the voice;
+3. ``music``: folk, classical, opera, chant, or ``other`` (pop, rock, electronic, jazz),
+   from musicnn's tags and embedding.
+
+The probability of a category is the product along its path, so a conversation cannot
+be opera unless the gate hears music; ``other`` collects the gate's "neither" and the
+music branch's "other". A temperature fitted on held-out data calibrates the result.
+
+A model is two files side by side: ``NAME.skops`` (a dict of the three estimators, saved
+with skops, never pickle) and ``NAME.json`` (the model card: version, classes, vector
+version, training data, scores, temperature). Loading refuses any type outside
+:data:`TRUSTED_TYPES` and any vector version other than this code's.
 """
 
 from __future__ import annotations
@@ -20,23 +31,33 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.files import file_sha256
-from detectors.heritage.features import FEATURE_NAMES, FEATURE_VERSION
+from detectors.heritage.excerpt import VECTOR_VERSION, channel_columns, music_columns
 from stream.events import HERITAGE_CATEGORIES
 
 DEFAULT_MODEL = Path(str(resources.files("detectors") / "models" / "heritage_classifier.skops"))
 
+GATE_CLASSES = ("speech", "music", "neither")
+SPEECH_CLASSES = ("spoken_word", "historical_speech")
+MUSIC_CLASSES = ("folk_music", "classical_music", "opera", "religious_chant", "other")
+BRANCHES = ("gate", "speech", "music")
+
+
+def gate_label(category: str) -> str:
+    """The gate's class of a category: pop music is music to the gate, other to the branch."""
+    if category in SPEECH_CLASSES:
+        return "speech"
+    if category in MUSIC_CLASSES and category != "other":
+        return "music"
+    return "neither"
+
+
 # Every type a model written by ``train`` contains beyond skops' own defaults. Anything
 # else in a file is refused before it is loaded.
 TRUSTED_TYPES: tuple[str, ...] = (
-    "sklearn.calibration.CalibratedClassifierCV",
-    "sklearn.calibration._CalibratedClassifier",
-    "sklearn.calibration._SigmoidCalibration",
-    "sklearn.model_selection._split.PredefinedSplit",
-    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
-    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "sklearn.dummy.DummyClassifier",
+    "sklearn.linear_model._logistic.LogisticRegression",
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._data.StandardScaler",
-    "sklearn.preprocessing._label.LabelBinarizer",
 )
 
 Probabilities = npt.NDArray[np.float64]
@@ -46,15 +67,23 @@ class ModelError(ValueError):
     """A model file that cannot be used: missing, untrusted, or for other features."""
 
 
+def branch_columns(branch: str, width: int) -> list[int]:
+    """The vector columns a branch reads."""
+    if branch == "speech":
+        return channel_columns()
+    if branch == "music":
+        return music_columns()
+    return list(range(width))
+
+
 @dataclass(frozen=True)
 class HeritageModel:
-    """A loaded classifier with its card; ``predict`` maps onto ``HERITAGE_CATEGORIES``."""
+    """A loaded hierarchy with its card; ``predict`` maps onto ``HERITAGE_CATEGORIES``."""
 
-    estimator: Any
+    estimators: dict[str, Any]
     card: dict[str, Any]
     path: Path
     sha256: str
-    _columns: tuple[int, ...] = field(default=(), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -62,17 +91,53 @@ class HeritageModel:
         """``sha256:<hex>`` of the model file, for a result's ``provenance.models``."""
         return f"sha256:{self.sha256}"
 
-    def predict(self, vectors: npt.ArrayLike) -> Probabilities:
+    @property
+    def version(self) -> str:
+        """The model's version name from its card (``shipped-3`` for the shipped model)."""
+        return str(self.card.get("version", self.path.stem))
+
+    @property
+    def temperature(self) -> float:
+        """Calibration temperature: probabilities are raised to ``1 / T`` and renormalised."""
+        return float(self.card.get("temperature", 1.0))
+
+    def predict(self, vectors: npt.ArrayLike, calibrated: bool = True) -> Probabilities:
         """Probabilities (rows sum to 1) per category, columns in ``HERITAGE_CATEGORIES`` order."""
         x = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
         x = np.nan_to_num(x, nan=0.0, posinf=1e6, neginf=-1e6)
-        with self._lock:  # one estimator shared by every channel's detector
-            p = np.asarray(self.estimator.predict_proba(x), dtype=np.float64)
+        with self._lock:  # one model shared by every channel's detector
+            parts = {
+                name: self._branch(name, x[:, branch_columns(name, x.shape[1])])
+                for name in BRANCHES
+            }
         out = np.zeros((len(x), len(HERITAGE_CATEGORIES)))
-        out[:, list(self._columns)] = p
-        total = out.sum(axis=1, keepdims=True)
-        fallback = np.full_like(out, 1 / out.shape[1])
-        return np.asarray(np.divide(out, total, out=fallback, where=total > 0), dtype=np.float64)
+        gate = parts["gate"]
+        for branch, classes in (("speech", SPEECH_CLASSES), ("music", MUSIC_CLASSES)):
+            for category in classes:
+                column = HERITAGE_CATEGORIES.index(category)
+                out[:, column] += gate[branch][:, 0] * parts[branch][category][:, 0]
+        out[:, HERITAGE_CATEGORIES.index("other")] += gate["neither"][:, 0]
+        if calibrated:
+            out = temper(out, self.temperature)
+        return np.asarray(out / out.sum(axis=1, keepdims=True), dtype=np.float64)
+
+    def _branch(self, name: str, x: npt.NDArray[np.float64]) -> dict[str, Probabilities]:
+        estimator = self.estimators[name]
+        p = np.asarray(estimator.predict_proba(x), dtype=np.float64)
+        classes = [str(c) for c in estimator.classes_]
+        wanted = {"gate": GATE_CLASSES, "speech": SPEECH_CLASSES, "music": MUSIC_CLASSES}[name]
+        # A class the branch never saw in training gets probability zero.
+        return {
+            c: p[:, [classes.index(c)]] if c in classes else np.zeros((len(x), 1)) for c in wanted
+        }
+
+
+def temper(p: Probabilities, temperature: float) -> Probabilities:
+    """Probabilities raised to ``1 / temperature`` and renormalised (rows)."""
+    logp = np.log(np.clip(p, 1e-12, 1.0)) / max(temperature, 1e-3)
+    logp -= logp.max(axis=1, keepdims=True)
+    e = np.exp(logp)
+    return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
 
 
 def card_path(model_path: Path) -> Path:
@@ -80,12 +145,12 @@ def card_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
 
-def save_model(estimator: Any, card: dict[str, Any], path: Path) -> dict[str, Any]:
+def save_model(estimators: dict[str, Any], card: dict[str, Any], path: Path) -> dict[str, Any]:
     """Write ``path`` (skops) and its card, which records the file's hash; returns the card."""
     path.parent.mkdir(parents=True, exist_ok=True)
     import skops.io  # heavy (about 1 s): only when a model is saved or loaded
 
-    skops.io.dump(estimator, path, compression=8)
+    skops.io.dump(estimators, path, compression=8)
     unknown = sorted(set(skops.io.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
     if unknown:
         path.unlink()
@@ -108,7 +173,8 @@ def load_model(path: Path | None = None) -> HeritageModel:
         raise ModelError(f"heritage model {path}: {exc.strerror}") from None
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE.clear()  # one model in use at a time; a retrained file replaces it
+            if len(_CACHE) >= 4:  # a few versions at most (retraining, rollback)
+                _CACHE.pop(next(iter(_CACHE)))
             _CACHE[key] = _load(path)
         return _CACHE[key]
 
@@ -120,10 +186,10 @@ def _load(path: Path) -> HeritageModel:
         raise ModelError(
             f"heritage model {path}: no readable model card beside it ({exc})"
         ) from None
-    if card.get("feature_version") != FEATURE_VERSION:
+    if card.get("vector_version") != VECTOR_VERSION:
         raise ModelError(
-            f"heritage model {path} was trained on features {card.get('feature_version')!r}; "
-            f"this version computes {FEATURE_VERSION!r}: retrain it with `heritage-audio train`"
+            f"heritage model {path} was trained on vectors {card.get('vector_version')!r}; "
+            f"this version computes {VECTOR_VERSION!r}: retrain it with `heritage-audio train`"
         )
     try:
         import skops.io
@@ -134,11 +200,7 @@ def _load(path: Path) -> HeritageModel:
     unknown = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if unknown:
         raise ModelError(f"heritage model {path} holds untrusted types, refused: {unknown}")
-    estimator = skops.io.load(path, trusted=list(untrusted))
-    classes = [str(c) for c in getattr(estimator, "classes_", [])]
-    if not classes or any(c not in HERITAGE_CATEGORIES for c in classes):
-        raise ModelError(f"heritage model {path}: classes {classes} are not heritage categories")
-    if getattr(estimator, "n_features_in_", len(FEATURE_NAMES)) != len(FEATURE_NAMES):
-        raise ModelError(f"heritage model {path}: expects {estimator.n_features_in_} features")
-    columns = tuple(HERITAGE_CATEGORIES.index(c) for c in classes)
-    return HeritageModel(estimator, card, path, file_sha256(path), columns)
+    estimators = skops.io.load(path, trusted=list(untrusted))
+    if not isinstance(estimators, dict) or set(estimators) != set(BRANCHES):
+        raise ModelError(f"heritage model {path}: expected the branches {', '.join(BRANCHES)}")
+    return HeritageModel(estimators, card, path, file_sha256(path))

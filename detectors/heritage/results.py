@@ -14,9 +14,16 @@ from stream.events import HERITAGE_CATEGORIES, Event, HeritageClassified
 
 
 def with_heritage(detectors: Sequence[DetectorConfig]) -> list[DetectorConfig]:
-    """The detectors of a file analysis: the configured ones, plus heritage if absent."""
-    found = any(isinstance(d, HeritageConfig) for d in detectors)
-    return list(detectors) if found else [*detectors, HeritageConfig()]
+    """The detectors of a file analysis: the configured ones, plus heritage if absent, every
+    heritage detector set to report each excerpt at its file hop (``file_hop_s``)."""
+    if not any(isinstance(d, HeritageConfig) for d in detectors):
+        detectors = [*detectors, HeritageConfig()]
+    return [
+        d.model_copy(update={"emit": "every", "hop_s": d.file_hop_s})
+        if isinstance(d, HeritageConfig)
+        else d
+        for d in detectors
+    ]
 
 
 def heritage_classification(events: Iterable[Event]) -> dict[str, Any]:
@@ -25,21 +32,25 @@ def heritage_classification(events: Iterable[Event]) -> dict[str, Any]:
     Windows of several channels that cover the same span are averaged first. The
     timeline gives each window the stretch since the previous one ended and merges
     neighbours of the same category. With no classifiable audio (too short, silent)
-    the category is ``null`` and the scores are zero.
+    the category is ``other`` with confidence 0 and every score zero.
     """
     spans: dict[tuple[float, float], list[np.ndarray]] = defaultdict(list)
     labels: dict[tuple[float, float], set[str]] = defaultdict(set)
+    model_version = None
     for e in events:
         if isinstance(e, HeritageClassified):
+            model_version = e.model_version
             row = dict.fromkeys(HERITAGE_CATEGORIES, 0.0) | {str(k): v for k, v in e.scores.items()}
             spans[(e.t_start, e.t_end)].append(np.array([row[c] for c in HERITAGE_CATEGORIES]))
             labels[(e.t_start, e.t_end)].add(e.category)
     if not spans:
         return {
-            "predicted_category": None,
+            "predicted_category": "other",
             "confidence": 0.0,
             "scores": dict.fromkeys(HERITAGE_CATEGORIES, 0.0),
             "timeline": [],
+            "model_version": None,
+            "note": "no classifiable audio: too short or silent",
         }
     ordered = sorted(spans.items(), key=lambda item: item[0][1])
     per_window = np.stack([np.mean(scores, axis=0) for _, scores in ordered])
@@ -74,4 +85,5 @@ def heritage_classification(events: Iterable[Event]) -> dict[str, Any]:
         "confidence": round(float(mean[best]), 4),
         "scores": {c: round(float(p), 4) for c, p in zip(HERITAGE_CATEGORIES, mean, strict=True)},
         "timeline": timeline,
+        "model_version": model_version,
     }

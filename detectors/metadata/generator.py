@@ -155,7 +155,8 @@ def _description(technical: dict[str, Any], content: dict[str, Any], tags: dict[
         + f" {technical['container']}"
     ]
     if tags.get("genre"):
-        parts.append(f"category {CATEGORY_SUBJECTS.get(tags['genre'], tags['genre']).lower()}")
+        subject = CATEGORY_SUBJECTS.get(tags["genre"], "none of the heritage categories")
+        parts.append(f"category {subject.lower()}")
     era = tags.get("recording_era")
     if era:
         parts.append(f"sounds like {era['era'].replace('_', ' ')} ({era['years']})")
@@ -268,8 +269,8 @@ def _generated_elements(
         "identifier": [f"urn:sha256:{digest}"] + ([f"urn:uuid:{identifier}"] if identifier else []),
         "description": [_description(technical, content, tags)],
     }
-    if tags.get("genre"):
-        generated["subject"] = [CATEGORY_SUBJECTS.get(tags["genre"], tags["genre"])]
+    if tags.get("genre") in CATEGORY_SUBJECTS:  # "other" is no heritage subject
+        generated["subject"] = [CATEGORY_SUBJECTS[tags["genre"]]]
     return generated
 
 
