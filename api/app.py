@@ -12,16 +12,18 @@ from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
 from api import health, live
 from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
-from api.routes import auth, maxxi, tasks
+from api.routes import auth, corrections, maxxi, tasks
 from api.service import DB_ERRORS, Service
 from config.settings import Settings
 from config.version import VERSION
@@ -85,7 +87,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.runtime = runtime
-    for router in (health.router, auth.router, tasks.router, maxxi.router, live.router):
+    for router in (
+        health.router,
+        auth.router,
+        tasks.router,
+        corrections.router,
+        maxxi.router,
+        live.router,
+    ):
         app.include_router(router)
 
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -99,6 +108,15 @@ def create_app(
 
     for error in DB_ERRORS:
         app.add_exception_handler(error, database_unavailable)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """FastAPI's answer, but a 405's ``Allow`` names every method of the path: Starlette
+        names only the first route's when a path has one route per method."""
+        if exc.status_code == 405:
+            headers = {**(exc.headers or {}), "Allow": ", ".join(_allowed(request))}
+            exc = StarletteHTTPException(405, exc.detail, headers=headers)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -136,6 +154,19 @@ def create_app(
     # Last, so every route above wins: "/" is the dashboard, its files sit beside it.
     app.router.routes.append(_ReadOnlyMount("/", StaticFiles(directory=STATIC_DIR, html=True)))
     return app
+
+
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed(request: Request) -> list[str]:
+    """The methods some route answers at the request's path."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in HTTP_METHODS
+        if any(r.matches({**request.scope, "method": method})[0] == Match.FULL for r in routes)
+    ]
 
 
 class _ReadOnlyMount(Mount):

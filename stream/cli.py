@@ -19,7 +19,7 @@ from config.logging import setup_logging
 from config.pipeline import PipelineConfig, load_pipeline_config
 from config.settings import Settings, load_settings
 from sinks.redis_streams import RedisStreamsSinkConfig
-from stream import heritage_cli, speakers_cli, subscribe_cli
+from stream import heritage_cli, models_cli, speakers_cli, subscribe_cli
 from stream.sources import (
     AnySourceConfig,
     DemoSourceConfig,
@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     subscribe_cli.add_parser(sub)
     heritage_cli.add_parser(sub)
+    models_cli.add_parser(sub)
     speakers_cli.add_parser(sub)
     service_cli.add_parsers(sub)
     return parser
@@ -273,6 +274,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "subscribe": subscribe_cli.cmd_subscribe,
     "train": heritage_cli.cmd_train,
     "evaluate": heritage_cli.cmd_evaluate,
+    "models": models_cli.cmd_models,
     "speakers": speakers_cli.cmd_speakers,
     **service_cli.COMMANDS,
 }

@@ -22,13 +22,30 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="train the heritage classifier on a folder per category",
         description=f"Train a heritage classifier. DATASET_DIR holds {_LAYOUT}; give several "
         "to train on all of them. Writes MODEL (skops) and its model card MODEL.json; point "
-        "a heritage detector's model_path at it to use it.",
+        "a heritage detector's model_path at it to use it. With --from-store instead: learn "
+        "from the corrections archivists and MAXXI stored, as a new registered version.",
     )
-    train.add_argument("datasets", nargs="+", type=Path, metavar="DATASET_DIR")
+    train.add_argument("datasets", nargs="*", type=Path, metavar="DATASET_DIR")
     train.add_argument(
-        "--out", type=Path, required=True, metavar="MODEL", help="model file to write (.skops)"
+        "--out",
+        type=Path,
+        metavar="MODEL",
+        help="model file to write (.skops); required with DATASET_DIR, with --from-store a "
+        "copy of the new version",
     )
-    train.add_argument("--seed", type=int, default=0, help="random seed of the trees (default 0)")
+    train.add_argument(
+        "--from-store",
+        action="store_true",
+        help="retrain on the base data plus the curators' corrections in the store (API and "
+        "MAXXI); registers a new model version, active only if its validation macro-F1 does "
+        "not drop (see `heritage-audio models list`)",
+    )
+    train.add_argument(
+        "--base",
+        type=Path,
+        metavar="NPZ",
+        help="with --from-store: base training vectors (default: the shipped heritage_base.npz)",
+    )
     evaluate = subparsers.add_parser(
         "evaluate",
         help="score a heritage classifier on a folder per category",
@@ -51,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
+def progress_bar(label: str) -> Callable[[int, int], None]:
     def show(done: int, total: int) -> None:
         if sys.stderr.isatty():
             sys.stderr.write(f"\r{label}: {done + 1}/{total} files")
@@ -64,20 +81,29 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     """Train and write the model and its card; print where they went."""
-    del settings
+    if args.from_store:
+        from stream.retrain_cli import train_from_store
+
+        return train_from_store(args, settings)
     from detectors.heritage.training import train
 
+    if not args.datasets or args.out is None:
+        print(
+            "heritage-audio: error: give DATASET_DIR and --out MODEL, or --from-store",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     if args.out.suffix != ".skops":
         print("heritage-audio: error: --out must name a .skops file", file=sys.stderr)
         return EXIT_FAILURE
     try:
-        card = train(args.datasets, args.out, _progress("features"), seed=args.seed)
+        card = train(args.datasets, args.out, progress_bar("features"))
     except ValueError as exc:  # ModelError is one too
         print(f"heritage-audio: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     data = card["training_data"]
     print(
-        f"trained on {data['files']} files ({data['windows']} windows), classes: "
+        f"trained on {data['files']} files ({data['excerpts']} excerpts), classes: "
         f"{', '.join(card['classes'])}"
     )
     print(f"model: {args.out}\ncard:  {args.out.with_suffix('.json')}")
@@ -91,7 +117,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         model = load_model(args.model)
-        report = evaluate(args.datasets, model, _progress("features"))
+        report = evaluate(args.datasets, model, progress_bar("features"))
     except ValueError as exc:  # ModelError is one too
         print(f"heritage-audio: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
