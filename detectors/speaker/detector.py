@@ -1,10 +1,11 @@
 """Live diarization: who is speaking on one channel, as ``speaker.turn`` events.
 
 Every ``hop_s`` the detector gates the new audio frame by frame (Silero or
-WebRTC VAD, 32 ms frames, below an energy floor never speech; detectors see
-all audio, not only what the VAD detector calls speech), and if at least
-``min_voiced`` of the last ``window_s`` is voiced it embeds that window (GE2E
-on onnxruntime) and assigns it to a speaker with :class:`OnlineClusterer`.
+WebRTC VAD, 32 ms frames, after the VAD's gain normalisation; below an energy
+floor never speech; detectors see all audio, not only what the VAD detector
+calls speech), and if at least ``min_voiced`` of the last ``window_s`` is voiced
+it embeds that window (GE2E on onnxruntime) and assigns it to a speaker with
+:class:`OnlineClusterer`.
 
 A turn is one speaker's voiced audio without a pause longer than
 ``turn_pause_s``. While it lasts, every hop that adds voiced audio to it emits a
@@ -32,12 +33,19 @@ import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, register
-from detectors.level import dbfs
 from detectors.speaker.clustering import Assignment, Matrix, OnlineClusterer, unit
 from detectors.speaker.encoder import SpeakerEncoder
 from detectors.speaker.frontend import normalize_volume, partial_mels
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, match_names
-from detectors.vad import SILERO_FRAME, FrameClassifier, SileroFrames, VadConfig, WebRtcFrames
+from detectors.vad import (
+    SILERO_FRAME,
+    FrameClassifier,
+    LevelNormaliser,
+    SileroFrames,
+    VadConfig,
+    WebRtcFrames,
+    energy_db,
+)
 from stream.events import Event, SpeakerTurn
 from stream.windowing import Samples, Window
 
@@ -64,7 +72,10 @@ class SpeakerConfig(DetectorConfig):
     )
     gate_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability.")
     energy_floor_dbfs: float = Field(
-        -55.0, ge=-120, le=0, description="Frames quieter than this are never speech."
+        -55.0,
+        ge=-120,
+        le=0,
+        description="Frames quieter than this after gain normalisation are never speech.",
     )
     min_voiced: float = Field(
         0.5, gt=0, le=1, description="Share of a window that must be voiced to embed it."
@@ -170,17 +181,26 @@ class SpeechGate:
             SileroFrames(vad, sample_rate) if config.gate == "silero" else WebRtcFrames(vad, 16000)
         )
         self._floor = config.energy_floor_dbfs
+        self._silence = vad.silence_floor_dbfs
         self._stateful = config.gate == "silero"
+        # The same gain normalisation as the VAD detector, so distant voices pass the gate.
+        self._normaliser = LevelNormaliser(vad, FRAME / sample_rate)
 
     def reset(self) -> None:
         self._classifier.reset()
+        self._normaliser.reset()
 
     def frames(self, samples: Samples) -> npt.NDArray[np.bool_]:
         """The decision for each whole 512-sample frame of ``samples``."""
         n = len(samples) // FRAME
         frames = samples[: n * FRAME].reshape(n, FRAME)
-        rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
-        loud = [dbfs(float(r)) >= self._floor for r in rms]
+        energies = [energy_db(f) for f in frames]
+        gains = [self._normaliser.gain_db(e) for e in energies]
+        frames = frames * (10 ** (np.array(gains) / 20)).astype(np.float32)[:, np.newaxis]
+        loud = [
+            e >= self._silence and e + g >= self._floor
+            for e, g in zip(energies, gains, strict=True)
+        ]
         if self._stateful:
             # Silero carries state across frames: it must hear the quiet ones too.
             return np.array([self._classify(f) and ok for f, ok in zip(frames, loud, strict=True)])
