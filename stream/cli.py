@@ -3,37 +3,50 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from api import cli as service_cli
-from config.errors import ConfigError, format_validation_error
-from config.logging import setup_logging
-from config.pipeline import PipelineConfig, load_pipeline_config
-from config.settings import Settings, load_settings
-from sinks.redis_streams import RedisStreamsSinkConfig
-from stream import heritage_cli, models_cli, speakers_cli, subscribe_cli
-from stream.sources import (
-    AnySourceConfig,
-    DemoSourceConfig,
-    FileSourceConfig,
-    SoundDeviceSourceConfig,
-    SourceError,
-    build_source,
-)
+if TYPE_CHECKING:  # imported when a command runs: `heritage-audio --help` stays fast
+    from config.pipeline import PipelineConfig
+    from config.settings import Settings
 
 logger = logging.getLogger("heritage_audio")
 
 EXIT_FAILURE = 1
 GRACEFUL_S = 20
 EXIT_CONFIG = 78  # EX_CONFIG: systemd units list it in RestartPreventExitStatus
+
+Command = Callable[[argparse.Namespace, "Settings"], int]
+
+# Commands other modules offer: the module, its parser builder, and the one-line help
+# shown by `heritage-audio --help` (the module is imported only when its command runs;
+# tests/test_cli.py checks these lines equal the modules' own).
+_PROVIDED: dict[str, tuple[str, str, str]] = {
+    "subscribe": ("stream.subscribe_cli", "add_parser",
+                  "read live events from Redis through a consumer group, to stdout or a webhook"),
+    "train": ("stream.heritage_cli", "add_parser",
+              "train the heritage classifier on a folder per category"),
+    "evaluate": ("stream.heritage_cli", "add_parser",
+                 "score a heritage classifier on a folder per category"),
+    "models": ("stream.models_cli", "add_parser",
+               "list, activate or roll back versions of the heritage classifier"),
+    "speakers": ("stream.speakers_cli", "add_parser",
+                 "enroll, list and remove named voices that analysis labels by name"),
+    "api": ("api.cli", "add_parsers", "serve the HTTP API and the WebSocket hub (no capture)"),
+    "worker": ("api.cli", "add_parsers",
+               "execute file-analysis jobs from the Redis queue (Celery)"),
+    "db": ("api.cli", "add_parsers", "database schema migrations"),
+    "users": ("api.cli", "add_parsers", "manage people who log in"),
+    "keys": ("api.cli", "add_parsers", "manage API keys for machines"),
+}  # fmt: skip
+_HANDLERS = {
+    "subscribe": "cmd_subscribe", "train": "cmd_train", "evaluate": "cmd_evaluate",
+    "models": "cmd_models", "speakers": "cmd_speakers",
+}  # fmt: skip
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -56,8 +69,12 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def build_parser(command: str | None = None, *, complete: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand.
+
+    With ``complete=False`` only ``command``'s provider module is imported; the other
+    provided commands get their one-line help (enough for ``--help``) and no options.
+    """
     parser = argparse.ArgumentParser(
         prog="heritage-audio",
         description="Real-time audio analysis for museums, exhibitions and sound archives.",
@@ -90,34 +107,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="analyse audio files offline and write result documents",
         description="Offline analysis. Exits non-zero with a one-line reason for unreadable input.",
     )
-    analyze.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    analyze.add_argument(
-        "--json",
-        dest="json_out",
-        metavar="PATH",
-        default="-",
-        help='where to write the result document ("-" for stdout, the default)',
-    )
-    analyze.add_argument("--config", type=Path, metavar="TOML", help="pipeline config")
-    analyze.add_argument(
-        "--rttm", type=Path, metavar="PATH", help="also write the speaker timeline as RTTM"
-    )
-    analyze.add_argument(
-        "--speakers",
-        type=speakers_cli.speaker_count,
-        metavar="N",
-        help="number of speakers, if known (else estimated)",
-    )
+    from stream.analyze_cli import add_arguments
 
-    subscribe_cli.add_parser(sub)
-    heritage_cli.add_parser(sub)
-    models_cli.add_parser(sub)
-    speakers_cli.add_parser(sub)
-    service_cli.add_parsers(sub)
+    add_arguments(analyze)
+    built: set[str] = set()
+    for name, (module, builder, summary) in _PROVIDED.items():
+        if complete or module == _PROVIDED.get(command or "", ("",))[0]:
+            if module not in built:
+                getattr(importlib.import_module(module), builder)(sub)
+                built.add(module)
+        else:
+            sub.add_parser(name, help=summary, add_help=False)
     return parser
 
 
+def _provided(name: str) -> Command:
+    """The handler of a command another module offers."""
+    module = importlib.import_module(_PROVIDED[name][0])
+    if name in _HANDLERS:
+        handler: Command = getattr(module, _HANDLERS[name])
+        return handler
+    commands: dict[str, Command] = module.COMMANDS
+    return commands[name]
+
+
+def _lazy(name: str) -> Command:
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        return _provided(name)(args, settings)
+
+    return run
+
+
 def _pipeline_config(args: argparse.Namespace, settings: Settings) -> PipelineConfig:
+    from config.pipeline import load_pipeline_config
+    from sinks.redis_streams import RedisStreamsSinkConfig
+    from stream.sources import (
+        AnySourceConfig,
+        DemoSourceConfig,
+        FileSourceConfig,
+        SoundDeviceSourceConfig,
+    )
+
     config = load_pipeline_config(args.config or settings.HERITAGE_CONFIG)
     source: AnySourceConfig | None = None
     if getattr(args, "demo", False):
@@ -137,6 +167,9 @@ def _pipeline_config(args: argparse.Namespace, settings: Settings) -> PipelineCo
 
 def _check_sources(config: PipelineConfig) -> None:
     """Fail fast, before serving anything, on a source that can never work (a bad file)."""
+    from config.errors import ConfigError
+    from stream.sources import build_source
+
     if not config.sources:
         raise ConfigError("no sources configured: add [[sources]] or use --demo, --file, --device")
     for source_config in config.sources:
@@ -154,6 +187,8 @@ async def serve(
     relay_pattern: str | None = None,
 ) -> int:
     """Serve the app until interrupted (or, with ``stop_with_sources``, until sources end)."""
+    import asyncio
+
     import uvicorn
 
     from api.app import create_app
@@ -193,6 +228,8 @@ async def serve(
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     config = _pipeline_config(args, settings)
     _check_sources(config)
     return asyncio.run(
@@ -201,6 +238,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
     config = _pipeline_config(args, settings)
     _check_sources(config)
     from stream.daemon import run_daemon
@@ -224,66 +263,44 @@ def cmd_devices(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr, shown only on a terminal."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.enabled = sys.stderr.isatty()
-
-    def __call__(self, fraction: float) -> None:
-        if self.enabled:
-            filled = int(fraction * 30)
-            bar = "#" * filled + "-" * (30 - filled)
-            sys.stderr.write(f"\r{self.label} [{bar}] {fraction:4.0%}")
-            if fraction >= 1.0:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
-    from stream.analyze import analyze_file
+    from stream.analyze_cli import cmd_analyze as run
 
-    config = load_pipeline_config(args.config or settings.HERITAGE_CONFIG)
-    if settings.LOG_LEVEL != "DEBUG":
-        # A batch command: its problems are its exit code and one line on stderr.
-        logging.getLogger().setLevel(logging.CRITICAL)
-    documents: list[dict[str, Any]] = []
-    for path in args.files:
-        documents.append(
-            analyze_file(path, config, progress=_ProgressBar(path.name), n_speakers=args.speakers)
-        )
-    payload: Any = documents[0] if len(documents) == 1 else documents
-    text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
-    if args.json_out == "-":
-        sys.stdout.write(text)
-    else:
-        Path(args.json_out).write_text(text, encoding="utf-8")
-    if args.rttm:
-        from stream.speaker_report import write_rttm
-
-        write_rttm(args.rttm, zip(args.files, documents, strict=True))
-    return 0
+    return run(args, settings)
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+COMMANDS: dict[str, Command] = {
     "run": cmd_run,
     "daemon": cmd_daemon,
     "devices": cmd_devices,
     "analyze": cmd_analyze,
-    "subscribe": subscribe_cli.cmd_subscribe,
-    "train": heritage_cli.cmd_train,
-    "evaluate": heritage_cli.cmd_evaluate,
-    "models": models_cli.cmd_models,
-    "speakers": speakers_cli.cmd_speakers,
-    **service_cli.COMMANDS,
+    **{name: _lazy(name) for name in _PROVIDED},
 }
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (skipping the global options), if any."""
+    items = iter(argv)
+    for item in items:
+        if item == "--log-format":
+            next(items, None)
+        elif not item.startswith("-"):
+            return item
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heritage-audio`` console script."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_word(argv), complete=False)
     args = parser.parse_args(argv)
+    from pydantic import ValidationError
+
+    from config.errors import ConfigError, format_validation_error
+    from config.logging import setup_logging
+    from config.settings import load_settings
+    from stream.sources.base import SourceError
+
     try:
         settings = load_settings()
         setup_logging(settings.LOG_LEVEL, args.log_format or settings.LOG_FORMAT)
