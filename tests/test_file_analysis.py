@@ -78,7 +78,7 @@ def test_a_comprehensive_analysis_opens_the_file_once(tmp_path: Path) -> None:
 
 
 def test_block_size_does_not_change_the_result(tmp_path: Path) -> None:
-    import stream.analyze as analyze
+    from stream import analyze
 
     path = _stereo_wav(tmp_path)
     config = PipelineConfig(detectors=[VadConfig(), SpeakerConfig(), HeritageConfig()])
@@ -110,7 +110,9 @@ def test_a_batch_reports_bad_files_at_the_end_and_resumes(tmp_path: Path) -> Non
     assert proc.returncode == 1
     assert sorted(p.name for p in out.iterdir()) == ["vad_clean.flac.json", "vad_silence.flac.json"]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("heritage-audio: error")]
-    assert len(errors) == 1 and "corrupt.wav" in errors[0] and "cannot decode" in errors[0]
+    assert len(errors) == 1
+    assert "corrupt.wav" in errors[0]
+    assert "cannot decode" in errors[0]
     assert "2 analysed, 1 failed" in proc.stderr
     assert "HashingFile" not in proc.stderr
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -171,7 +173,8 @@ def test_the_runtime_warms_its_detectors_before_the_first_block() -> None:
     total = registry.get_sample_value(
         "heritage_block_processing_seconds_count", {"source": "scene"}
     )
-    assert total and total > 2.5 / block_s * 0.8
+    assert total
+    assert total > 2.5 / block_s * 0.8
     assert within == total  # no block took longer than 250 ms, the first included
     dropped = registry.get_sample_value("heritage_dropped_blocks_total", {"source": "scene"})
     assert not dropped
