@@ -73,8 +73,9 @@ def main() -> None:
         path = scene(work / "scene.wav", args.minutes)
         seconds = args.minutes * 60
         cpu, rss, wall, proc = measured("analyze", str(path), "--profile", "--json", "/dev/null")
+        speed = seconds / cpu
         print(f"comprehensive, {args.minutes:g} min 48 kHz stereo: {cpu:.2f} CPU-s "
-              f"({seconds / cpu:.0f}x real time, start-up included), wall {wall:.1f} s")  # fmt: skip
+              f"({speed:.0f}x real time, start-up included), wall {wall:.1f} s")  # fmt: skip
         print(proc.stderr.rstrip())
 
         files = [scene(work / f"batch{i}.wav", 1, rate=16_000, stereo=False)

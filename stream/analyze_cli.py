@@ -189,7 +189,10 @@ def _run_batch(
     import multiprocessing
 
     _single_thread_environment()
-    context = multiprocessing.get_context("spawn")  # no inherited locks or thread pools
+    # Workers fork from a fresh server process that imported the analysis stack once
+    # (with one thread set before numpy loads): no worker pays the imports again.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["stream.analyze", "stream.analyze_cli"])
     with ProcessPoolExecutor(max_workers=min(args.jobs, len(paths)), mp_context=context) as pool:
         pending: set[Future[Outcome]] = {
             pool.submit(analyze_one, p, config, args.speakers) for p in paths
