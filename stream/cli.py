@@ -7,17 +7,18 @@ import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stream.sources_cli import add_source_options, check_sources, pipeline_config
+
 if TYPE_CHECKING:  # imported when a command runs: `heritage-audio --help` stays fast
-    from config.pipeline import PipelineConfig
     from config.settings import Settings
+
+_pipeline_config = pipeline_config  # the name tests and older scripts import
 
 logger = logging.getLogger("heritage_audio")
 
 EXIT_FAILURE = 1
-GRACEFUL_S = 20
 EXIT_CONFIG = 78  # EX_CONFIG: systemd units list it in RestartPreventExitStatus
 
 Command = Callable[[argparse.Namespace, "Settings"], int]
@@ -36,6 +37,8 @@ _PROVIDED: dict[str, tuple[str, str, str]] = {
                "list, activate or roll back versions of the heritage classifier"),
     "speakers": ("stream.speakers_cli", "add_parser",
                  "enroll, list and remove named voices that analysis labels by name"),
+    "run": ("api.cli", "add_parsers",
+            "capture, analyse and serve the API, live events and dashboard on one port"),
     "api": ("api.cli", "add_parsers", "serve the HTTP API and the WebSocket hub (no capture)"),
     "worker": ("api.cli", "add_parsers",
                "execute file-analysis jobs from the Redis queue (Celery)"),
@@ -47,26 +50,6 @@ _HANDLERS = {
     "subscribe": "cmd_subscribe", "train": "cmd_train", "evaluate": "cmd_evaluate",
     "models": "cmd_models", "speakers": "cmd_speakers",
 }  # fmt: skip
-
-
-def _add_source_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--demo", action="store_true", help="analyse the bundled demo scene, looping"
-    )
-    group.add_argument("--file", type=Path, metavar="PATH", help="analyse an audio file")
-    group.add_argument(
-        "--device", metavar="NAME", help="capture from an input device (name or index)"
-    )
-    parser.add_argument(
-        "--channels", type=int, default=1, metavar="N", help="channels to capture with --device"
-    )
-    parser.add_argument(
-        "--fast", action="store_true", help="with --file: as fast as the CPU allows, not real time"
-    )
-    parser.add_argument(
-        "--config", type=Path, metavar="TOML", help="pipeline config (default: $HERITAGE_CONFIG)"
-    )
 
 
 def build_parser(command: str | None = None, *, complete: bool = True) -> argparse.ArgumentParser:
@@ -84,21 +67,12 @@ def build_parser(command: str | None = None, *, complete: bool = True) -> argpar
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser(
-        "run",
-        help="capture, analyse and serve the API, live events and dashboard on one port",
-        description="All in one process: sources, detectors, HTTP API, WebSocket and dashboard.",
-    )
-    _add_source_options(run)
-    run.add_argument("--host", help="address to listen on (default: $HOST)")
-    run.add_argument("--port", type=int, help="port to listen on (default: $PORT)")
-
     daemon = sub.add_parser(
         "daemon",
         help="capture and analyse only, publishing to the configured sinks",
         description="Capture daemon for installation machines: no HTTP server.",
     )
-    _add_source_options(daemon)
+    add_source_options(daemon)
 
     sub.add_parser("devices", help="list capture devices, their channels and sample rates")
 
@@ -138,110 +112,11 @@ def _lazy(name: str) -> Command:
     return run
 
 
-def _pipeline_config(args: argparse.Namespace, settings: Settings) -> PipelineConfig:
-    from config.pipeline import load_pipeline_config
-    from sinks.redis_streams import RedisStreamsSinkConfig
-    from stream.sources import (
-        AnySourceConfig,
-        DemoSourceConfig,
-        FileSourceConfig,
-        SoundDeviceSourceConfig,
-    )
-
-    config = load_pipeline_config(args.config or settings.HERITAGE_CONFIG)
-    source: AnySourceConfig | None = None
-    if getattr(args, "demo", False):
-        source = DemoSourceConfig()
-    elif getattr(args, "file", None):
-        source = FileSourceConfig(name=args.file.name, path=args.file, realtime=not args.fast)
-    elif getattr(args, "device", None):
-        device: str | int = int(args.device) if args.device.isdigit() else args.device
-        source = SoundDeviceSourceConfig(name=str(device), device=device, channels=args.channels)
-    if source is not None:
-        config = config.model_copy(update={"sources": [source]})
-    if settings.redis_enabled and not any(s.type == "redis_streams" for s in config.sinks):
-        # DESIGN: with a Redis host configured, Redis sinks are on.
-        config = config.model_copy(update={"sinks": [*config.sinks, RedisStreamsSinkConfig()]})
-    return config
-
-
-def _check_sources(config: PipelineConfig) -> None:
-    """Fail fast, before serving anything, on a source that can never work (a bad file)."""
-    from config.errors import ConfigError
-    from stream.sources import build_source
-
-    if not config.sources:
-        raise ConfigError("no sources configured: add [[sources]] or use --demo, --file, --device")
-    for source_config in config.sources:
-        build_source(source_config).open()
-
-
-async def serve(
-    settings: Settings,
-    config: PipelineConfig,
-    host: str,
-    port: int,
-    *,
-    migrate: bool = True,
-    stop_with_sources: bool = True,
-    relay_pattern: str | None = None,
-) -> int:
-    """Serve the app until interrupted (or, with ``stop_with_sources``, until sources end)."""
-    import asyncio
-
-    import uvicorn
-
-    from api.app import create_app
-    from stream.runtime import Runtime
-
-    runtime = Runtime(config, settings)
-    app = create_app(settings, runtime, migrate=migrate, relay_pattern=relay_pattern)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            ws_ping_interval=20,
-            # Inside the units' 30 s stop timeout: requests still open then are cut.
-            timeout_graceful_shutdown=GRACEFUL_S,
-        )
-    )
-
-    async def stop_when_sources_end() -> None:
-        await runtime.wait_finished()
-        logger.info("all sources ended; shutting down")
-        await runtime.stop()  # drains the WebSocket clients before the server closes them
-        await asyncio.sleep(0.5)
-        server.should_exit = True
-
-    watcher = asyncio.create_task(
-        stop_when_sources_end() if stop_with_sources else asyncio.Event().wait()
-    )
-    shown = "localhost" if host in ("0.0.0.0", "::") else host  # noqa: S104
-    logger.info("dashboard: http://%s:%d/", shown, port)
-    try:
-        await server.serve()
-    finally:
-        watcher.cancel()
-    return EXIT_FAILURE if any(r.state == "error" for r in runtime.runners) else 0
-
-
-def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-
-    config = _pipeline_config(args, settings)
-    _check_sources(config)
-    return asyncio.run(
-        serve(settings, config, args.host or settings.HOST, args.port or settings.PORT)
-    )
-
-
 def cmd_daemon(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    config = _pipeline_config(args, settings)
-    _check_sources(config)
+    config = pipeline_config(args, settings)
+    check_sources(config)
     from stream.daemon import run_daemon
 
     return asyncio.run(run_daemon(settings, config))
@@ -270,7 +145,6 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS: dict[str, Command] = {
-    "run": cmd_run,
     "daemon": cmd_daemon,
     "devices": cmd_devices,
     "analyze": cmd_analyze,
