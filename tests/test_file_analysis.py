@@ -178,3 +178,36 @@ def test_the_runtime_warms_its_detectors_before_the_first_block() -> None:
     assert within == total  # no block took longer than 250 ms, the first included
     dropped = registry.get_sample_value("heritage_dropped_blocks_total", {"source": "scene"})
     assert not dropped
+
+
+_PEAK_RSS = """
+import resource, sys
+from pathlib import Path
+from stream.analyze import analyze_file
+analyze_file(Path(sys.argv[1]))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def _peak_rss_mb(path: Path) -> int:
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(path)], capture_output=True, text=True,
+        timeout=280, check=False, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split()[-1])
+
+
+def test_memory_does_not_grow_with_the_audio(tmp_path: Path) -> None:
+    """An hour takes hardly more memory than ten minutes: audio is streamed, not kept."""
+    scene, rate = sf.read(DATA.parent.parent / "stream" / "data" / "demo.flac", dtype="float32")
+    peaks = {}
+    for minutes in (10, 60):
+        path = tmp_path / f"scene{minutes}.wav"
+        with sf.SoundFile(path, "w", rate, 1, "PCM_16") as f:
+            for _ in range(minutes):  # the scene lasts one minute
+                f.write(scene)
+        peaks[minutes] = _peak_rss_mb(path)
+        path.unlink()
+    # 50 minutes of 16 kHz float32 audio alone would be 190 MB.
+    assert peaks[60] - peaks[10] < 80, peaks
