@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +104,12 @@ class Outcome:
     error: str | None
 
 
-def analyze_one(path: Path, config: PipelineConfig, n_speakers: int | None) -> Outcome:
+def analyze_one(
+    path: Path,
+    config: PipelineConfig,
+    n_speakers: int | None,
+    progress: Callable[[float], None] | None = None,
+) -> Outcome:
     """Analyse one file; never raises for bad input (the reason is in the outcome)."""
     from threadpoolctl import threadpool_limits
 
@@ -113,7 +118,8 @@ def analyze_one(path: Path, config: PipelineConfig, n_speakers: int | None) -> O
 
     try:
         with threadpool_limits(1):
-            return Outcome(path, analyze_file(path, config, n_speakers=n_speakers), None)
+            document = analyze_file(path, config, progress, n_speakers=n_speakers)
+            return Outcome(path, document, None)
     except SourceError as exc:
         return Outcome(path, None, str(exc))
     except Exception as exc:  # one bad file must not stop a batch
@@ -139,6 +145,14 @@ class BatchProgress:
         sys.stderr.write(f"\r[{bar}] {fraction:4.0%} {self.done}/{self.total} files{failed} {name}")
         sys.stderr.write("\033[K")
         sys.stderr.flush()
+
+    def follow(self, name: str) -> Callable[[float], None]:
+        """A progress callback for one file of the batch."""
+
+        def show(fraction: float) -> None:
+            self.show(fraction, name)
+
+        return show
 
     def finish(self) -> None:
         if self.enabled:
@@ -184,7 +198,7 @@ def _run_batch(
     if args.jobs == 1 or len(paths) == 1:
         for path in paths:
             bar.show(0.0, path.name)
-            yield analyze_one(path, config, args.speakers)
+            yield analyze_one(path, config, args.speakers, bar.follow(path.name))
         return
     import multiprocessing
 

@@ -175,7 +175,9 @@ class FileSource(Source):
             if self._tap is not None:
                 self._tap(data)
             if self.config.mixdown and data.shape[1] > 1:
-                data = data.mean(axis=1, keepdims=True, dtype=np.float32)
+                # A matrix-vector product: several times faster than mean(axis=1).
+                mix = np.full((data.shape[1], 1), 1.0 / data.shape[1], np.float32)
+                data = data @ mix
             frames_done += len(data)
             if self.config.realtime:
                 # A live block is available once its last frame was captured. Pace by the
