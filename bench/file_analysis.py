@@ -9,6 +9,7 @@ stereo 24-bit WAV into a temporary directory.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rss-minutes", type=float, default=0.0, help="0: skip")
     parser.add_argument("--batch", type=int, default=4, help="files in the --jobs run")
+    parser.add_argument("--batch-minutes", type=float, default=3.0, help="length of each")
     args = parser.parse_args()
     print(f"{date.today()} {platform.node()} {os.cpu_count()} cores, "
           f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
@@ -78,7 +80,7 @@ def main() -> None:
               f"({speed:.0f}x real time, start-up included), wall {wall:.1f} s")  # fmt: skip
         print(proc.stderr.rstrip())
 
-        files = [scene(work / f"batch{i}.wav", 1, rate=16_000, stereo=False)
+        files = [scene(work / f"batch{i}.wav", args.batch_minutes, rate=16_000, stereo=False)
                  for i in range(args.batch)]  # fmt: skip
         walls = {}
         for jobs in (1, 2):
@@ -86,8 +88,15 @@ def main() -> None:
             *_, wall, _ = measured("analyze", *map(str, files), "--jobs", str(jobs),
                                    "--out-dir", str(out))  # fmt: skip
             walls[jobs] = wall
-            print(f"batch of {args.batch} 1-min files, --jobs {jobs}: {wall:.1f} s wall")
-        print(f"--jobs 2 throughput: {walls[1] / walls[2]:.2f}x one job")
+            # CPU of the analyses themselves, from each document (workers' own clocks).
+            spent = sum(
+                json.loads(p.read_text())["provenance"]["timings"]["total_cpu_s"]
+                for p in out.glob("*.json")
+            )
+            print(f"batch of {args.batch} {args.batch_minutes:g}-min files, --jobs {jobs}: "
+                  f"{wall:.1f} s wall, {spent:.1f} CPU-s in analyses")  # fmt: skip
+        print(f"--jobs 2 throughput: {walls[1] / walls[2]:.2f}x one job "
+              f"(load {os.getloadavg()[0]:.2f})")  # fmt: skip
 
         if args.rss_minutes:
             long = scene(work / "long.wav", args.rss_minutes)
