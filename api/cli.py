@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import logging
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -15,18 +16,36 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from config.errors import ConfigError
+from config.pipeline import PipelineConfig
 from config.settings import Settings
 from sinks.redis_streams import DEFAULT_STREAM_KEY, RedisStreamsSinkConfig
 from sinks.relay import key_pattern
 from sinks.store import ApiKey, AuditEntry, Database, SchemaBehind, User, upgrade
 from sinks.store.database import head_revision
 from sinks.store.models import ROLES
+from stream.sources_cli import add_source_options, check_sources, pipeline_config
 
 MIN_PASSWORD = 10
 
 
+logger = logging.getLogger("heritage_audio")
+
+GRACEFUL_S = 20
+"""Seconds open requests get at shutdown (inside the units' 30 s stop timeout)."""
+EXIT_FAILURE = 1
+
+
 def add_parsers(sub: Any) -> None:
     """Register the service subcommands on the top-level parser."""
+    run = sub.add_parser(
+        "run",
+        help="capture, analyse and serve the API, live events and dashboard on one port",
+        description="All in one process: sources, detectors, HTTP API, WebSocket and dashboard.",
+    )
+    add_source_options(run)
+    run.add_argument("--host", help="address to listen on (default: $HOST)")
+    run.add_argument("--port", type=int, help="port to listen on (default: $PORT)")
+
     api = sub.add_parser(
         "api",
         help="serve the HTTP API and the WebSocket hub (no capture)",
@@ -87,9 +106,69 @@ async def _checked_database(settings: Settings) -> Database:
     return db
 
 
+async def serve(
+    settings: Settings,
+    config: PipelineConfig,
+    host: str,
+    port: int,
+    *,
+    migrate: bool = True,
+    stop_with_sources: bool = True,
+    relay_pattern: str | None = None,
+) -> int:
+    """Serve the app until interrupted (or, with ``stop_with_sources``, until sources end)."""
+    import asyncio
+
+    import uvicorn
+
+    from api.app import create_app
+    from stream.runtime import Runtime
+
+    runtime = Runtime(config, settings)
+    app = create_app(settings, runtime, migrate=migrate, relay_pattern=relay_pattern)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            ws_ping_interval=20,
+            # Inside the units' 30 s stop timeout: requests still open then are cut.
+            timeout_graceful_shutdown=GRACEFUL_S,
+        )
+    )
+
+    async def stop_when_sources_end() -> None:
+        await runtime.wait_finished()
+        logger.info("all sources ended; shutting down")
+        await runtime.stop()  # drains the WebSocket clients before the server closes them
+        await asyncio.sleep(0.5)
+        server.should_exit = True
+
+    watcher = asyncio.create_task(
+        stop_when_sources_end() if stop_with_sources else asyncio.Event().wait()
+    )
+    shown = "localhost" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    logger.info("dashboard: http://%s:%d/", shown, port)
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
+    return EXIT_FAILURE if any(r.state == "error" for r in runtime.runners) else 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    config = pipeline_config(args, settings)
+    check_sources(config)
+    return asyncio.run(
+        serve(settings, config, args.host or settings.HOST, args.port or settings.PORT)
+    )
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     from config.pipeline import load_pipeline_config
-    from stream.cli import serve
 
     asyncio.run(_checked_database(settings)).engine.sync_engine.dispose()
     config = load_pipeline_config(settings.HERITAGE_CONFIG)
@@ -225,6 +304,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 COMMANDS = {
+    "run": cmd_run,
     "api": cmd_api,
     "worker": cmd_worker,
     "db": cmd_db,

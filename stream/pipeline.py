@@ -31,6 +31,8 @@ from stream.windowing import Samples, Windower
 logger = logging.getLogger(__name__)
 
 Emit = Callable[[list[Event]], None]
+AnalysisTap = Callable[[int, Samples], None]
+"""Sees each channel's analysis-rate samples (channel, samples), in order, as they pass."""
 _PROCESS_START = time.monotonic()
 
 
@@ -45,12 +47,15 @@ class _Stage:
     windower: Windower
     detector: Detector
     timer: Histogram | None
+    cpu_s: float = 0.0  # this thread's CPU seconds spent in the detector
 
     def run(self, samples: Samples) -> list[Event]:
         events: list[Event] = []
         for window in self.windower.push(samples):
             started = time.perf_counter()
+            cpu = time.thread_time()
             events.extend(self.detector.process(window))
+            self.cpu_s += time.thread_time() - cpu
             if self.timer is not None:
                 self.timer.observe(time.perf_counter() - started)
         return events
@@ -69,8 +74,10 @@ class ChannelChain:
         position: int = 0,
         metrics: Metrics | None = None,
         recorder: ChannelRecorder | None = None,
+        tap: AnalysisTap | None = None,
     ) -> None:
         self.channel = channel
+        self._tap = tap
         self.rate = out_rate
         self.position = position  # analysis samples since stream start
         self._resampler = Resampler(in_rate, out_rate)
@@ -93,6 +100,14 @@ class ChannelChain:
     def detectors(self) -> list[Detector]:
         """This channel's detectors, in config order (file analysis reads what they kept)."""
         return [stage.detector for stage in self._stages]
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds each detector type has spent on this channel so far."""
+        spent: dict[str, float] = {}
+        for stage in self._stages:
+            name = stage.detector.name
+            spent[name] = spent.get(name, 0.0) + stage.cpu_s
+        return spent
 
     def push(self, samples: Samples) -> list[Event]:
         """Analyse the next samples of this channel (at the input rate)."""
@@ -131,6 +146,8 @@ class ChannelChain:
     def _analyse(self, samples: Samples) -> list[Event]:
         start = self.position
         self.position += len(samples)
+        if self._tap is not None:
+            self._tap(self.channel, samples)
         events: list[Event] = []
         for stage in self._stages:
             events.extend(stage.run(samples))
@@ -150,9 +167,12 @@ class SourceRunner:
         emit: Emit,
         metrics: Metrics,
         recording: RecordingWriter | None = None,
+        *,
+        tap: AnalysisTap | None = None,
     ) -> None:
         self.source = source
         self._recording = recording
+        self._tap = tap
         self.config = config
         self.state: SourceState = "starting"
         self.message = ""
@@ -200,6 +220,30 @@ class SourceRunner:
             "dropped_blocks": src.dropped_blocks,
         }
 
+    def prepare(self) -> None:
+        """Build the detectors now (the source must be open): loading models is then not
+        charged to the first block."""
+        if not self._chains:
+            self._build_chains()
+
+    def warm(self, seconds: float = 2.0) -> None:
+        """Build and run every configured detector once on a throwaway channel, without
+        opening the source: models load and their first inference happens here, so the
+        first captured block does not wait for them (the daemon calls this before READY)."""
+        rate = self.config.analysis_sample_rate
+        chain = ChannelChain(0, rate, rate, self.config.detectors)
+        noise = np.random.default_rng(0).normal(0.0, 0.05, round(seconds * rate))
+        chain.push(noise.astype(np.float32))
+        chain.finish()
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds each detector type has spent, summed over channels."""
+        spent: dict[str, float] = {}
+        for chain in self._chains:
+            for name, seconds in chain.cpu_seconds().items():
+                spent[name] = spent.get(name, 0.0) + seconds
+        return spent
+
     def run(self, stop: threading.Event) -> None:
         """Open the source and analyse it until it ends or ``stop`` is set."""
         name = self.source.name
@@ -244,7 +288,7 @@ class SourceRunner:
         self._chains = [
             ChannelChain(
                 c, source.sample_rate, rate, self.config.detectors, position=start,
-                metrics=self._metrics, recorder=self._recorder_for(c),
+                metrics=self._metrics, recorder=self._recorder_for(c), tap=self._tap,
             )
             for c in range(source.channels)
         ]  # fmt: skip

@@ -77,8 +77,13 @@ class Runtime:
         self._stopped = False
 
     async def start(self) -> None:
-        """Start sinks first (so no event is missed), then the source threads."""
+        """Warm the detectors, start sinks (so no event is missed), then the source threads.
+
+        Warming builds every detector and runs it once before any capture stream opens,
+        so loading models never stalls the first blocks (the daemon reports READY after).
+        """
         self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self._warm)
         for sink in self.sinks:
             await sink.start()
             subscription = self.bus.subscribe(sink.name, self.config.queues.sink_events)
@@ -98,6 +103,15 @@ class Runtime:
         logger.info(
             "runtime started: %d source(s), %d sink(s)", len(self.runners), len(self._sink_tasks)
         )
+
+    def _warm(self) -> None:
+        started = time.monotonic()
+        for runner in self.runners:
+            try:
+                runner.warm()
+            except Exception:  # the runner reports the same failure when audio comes
+                logger.exception("source %s: warming the detectors failed", runner.source.name)
+        logger.info("detectors warmed in %.1f s", time.monotonic() - started)
 
     async def wait_finished(self) -> None:
         """Return once every source has ended (never, for live devices or before start)."""

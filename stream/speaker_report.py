@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 from config.pipeline import PipelineConfig
 from detectors.speaker.clustering import unit
@@ -27,6 +26,7 @@ from detectors.speaker.profiles import match_names
 from detectors.speaker.voice import SAMPLE_RATE, level_dbfs, voice_features
 from stream.pipeline import SourceRunner
 from stream.resample import Resampler
+from stream.signal_spool import SignalSpool
 from stream.windowing import Windower
 
 logger = logging.getLogger(__name__)
@@ -54,9 +54,10 @@ def speaker_analysis_config(config: PipelineConfig) -> PipelineConfig:
 
 
 def speaker_recognition(
-    path: Path, runner: SourceRunner, n_speakers: int | None = None
+    signal: SignalSpool, runner: SourceRunner, n_speakers: int | None = None
 ) -> dict[str, Any]:
-    """The ``speaker_recognition`` section of a file ``runner`` has finished analysing."""
+    """The ``speaker_recognition`` section of a file ``runner`` has finished analysing;
+    ``signal``: its 16 kHz analysis signal, which the voice statistics read."""
     detectors = [
         d for chain in runner.chains for d in chain.detectors if isinstance(d, SpeakerDetector)
     ]
@@ -74,7 +75,7 @@ def speaker_recognition(
             "speaking_time": round(sum(s.end - s.start for s in mine), 2),
             "turns": sum(1 for i, s in enumerate(segments) if s.speaker == k and
                          (i == 0 or segments[i - 1].speaker != k)),
-            **_voice(path, mine),
+            **_voice(signal, mine),
             "name": names.get(k),
         }  # fmt: skip
     dominant = max(speakers, key=lambda n: speakers[n]["speaking_time"]) if speakers else None
@@ -115,25 +116,21 @@ def interruptions(segments: list[Segment]) -> int:
     return count
 
 
-def _voice(path: Path, segments: list[Segment]) -> dict[str, Any]:
-    """Pitch, rate and level of one speaker's segments, read from the file."""
+def _voice(signal: SignalSpool, segments: list[Segment]) -> dict[str, Any]:
+    """Pitch, rate and level of one speaker's segments, read from the analysis signal."""
     sum_squares, n = 0.0, 0
     sample: list[np.ndarray] = []
     sampled_s = 0.0
     # Pitch and rate on segments spread over the file, at most PITCH_SAMPLE_S in all.
     total = sum(s.end - s.start for s in segments)
     step = max(1, round(total / PITCH_SAMPLE_S)) if total > PITCH_SAMPLE_S else 1
-    with sf.SoundFile(str(path)) as f:
-        for i, s in enumerate(segments):
-            f.seek(int(s.start * f.samplerate))
-            frames = f.read(int((s.end - s.start) * f.samplerate), dtype="float32", always_2d=True)
-            mono = frames[:, min(s.channel, frames.shape[1] - 1)]
-            sum_squares += float(np.sum(np.square(mono, dtype=np.float64)))
-            n += len(mono)
-            if i % step == 0 and sampled_s < PITCH_SAMPLE_S:
-                sample.append(soxr.resample(mono, f.samplerate, SAMPLE_RATE) if
-                              f.samplerate != SAMPLE_RATE else mono)  # fmt: skip
-                sampled_s += s.end - s.start
+    for i, s in enumerate(segments):
+        mono = signal.read(s.start, s.end)
+        sum_squares += float(np.sum(np.square(mono, dtype=np.float64)))
+        n += len(mono)
+        if i % step == 0 and sampled_s < PITCH_SAMPLE_S:
+            sample.append(mono)
+            sampled_s += s.end - s.start
     speech = np.concatenate(sample) if sample else np.zeros(0, np.float32)
     features = voice_features(speech)
     energy = level_dbfs(sum_squares, n)

@@ -7,6 +7,7 @@ set -euo pipefail
 
 packages=(libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils chromium prometheus systemd
   docker-compose shellcheck)  # compose file validation (`config` needs no engine), scripts
+packages+=(strace)  # tests/test_file_analysis.py counts the opens of an analysed file
 # Only to regenerate the heritage corpus and its fixtures (tools/make_heritage_corpus.py):
 # WITH_CORPUS_TOOLS=1 bash tools/install-system-deps.sh
 if [ "${WITH_CORPUS_TOOLS:-0}" = 1 ]; then

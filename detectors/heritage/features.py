@@ -22,6 +22,8 @@ import numpy.typing as npt
 import scipy.fft
 import scipy.sparse
 
+from detectors.dsp import hpss, mel_filterbank
+
 FEATURE_VERSION = "heritage-features/2"
 """Bumped whenever a feature changes meaning; a model trained on another version is refused."""
 
@@ -82,11 +84,7 @@ def _tables() -> _Tables:
         (int(np.searchsorted(freqs, lo)), int(np.searchsorted(freqs, hi)))
         for lo, hi in pairwise(CONTRAST_EDGES)
     )
-    import librosa  # heavy to import: only when features are computed
-
-    mel = librosa.filters.mel(
-        sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=50.0, fmax=8000.0, dtype=np.float64
-    )
+    mel = mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, fmin=50.0, fmax=8000.0)
     return _Tables(
         window=window,
         mel_t=scipy.sparse.csr_array(mel.T),
@@ -269,9 +267,7 @@ def window_features(d: dict[str, Vector], hum: Vector) -> Vector:
     # Harmonic/percussive separation (median filtering) on every other frame: 25 frames/s
     # resolve both sustained partials (0.36 s kernel) and onsets at a quarter of the cost.
     mel_power = 10 ** (logmel[::2].T / 10)
-    import librosa
-
-    harmonic, percussive = librosa.decompose.hpss(mel_power, kernel_size=(9, 9))
+    harmonic, percussive = hpss(mel_power, (9, 9))
     voiced = (d["voicing"] >= VOICED) & active
     cents = 1200 * np.log2(np.maximum(d["f0"], 1.0) / 440.0)
     steps = np.abs(np.diff(cents))[voiced[1:] & voiced[:-1]]

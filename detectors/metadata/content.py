@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import librosa
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
+
+from detectors.dsp import chroma_filterbank, hpss, mel_filterbank
 
 RATE = 16_000
 N_FFT = 1024
@@ -71,8 +72,8 @@ class ContentAnalyzer:
 
     def __init__(self) -> None:
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
-        self._mel = librosa.filters.mel(sr=RATE, n_fft=N_FFT, n_mels=MEL_BANDS).astype(np.float32)
-        self._chroma_fb = librosa.filters.chroma(sr=RATE, n_fft=CHROMA_FFT).astype(np.float32)
+        self._mel = mel_filterbank(RATE, N_FFT, MEL_BANDS).astype(np.float32)
+        self._chroma_fb = chroma_filterbank(RATE, CHROMA_FFT).astype(np.float32)
         self._chroma_window = np.hanning(CHROMA_FFT + 1)[:-1].astype(np.float32)
         self._framer = Framer(N_FFT, HOP)
         self._chroma_framer = Framer(CHROMA_FFT, CHROMA_HOP)
@@ -127,7 +128,7 @@ class ContentAnalyzer:
         frames = mel_power.shape[1]
         even = np.pad(mel_power, ((0, 0), (0, frames % 2)))
         pooled = even.reshape(MEL_BANDS // 2, 2, -1, 2).sum(axis=(1, 3))
-        harmonic, percussive = librosa.decompose.hpss(np.sqrt(pooled), kernel_size=HPSS_KERNEL)
+        harmonic, percussive = hpss(np.sqrt(pooled), HPSS_KERNEL)
         h_energy = np.repeat((harmonic**2).sum(axis=0), 2)[:frames] / 2
         p_energy = np.repeat((percussive**2).sum(axis=0), 2)[:frames] / 2
         self._harmonic += float(h_energy.sum())

@@ -27,7 +27,7 @@ from detectors.metadata.dublin_core import (
     mime_type,
     to_oai_dc,
 )
-from detectors.metadata.riff import read_chunks
+from detectors.metadata.riff import Readable, read_chunks
 from detectors.metadata.tags import cultural_tags
 from detectors.metadata.technical import TechnicalMeter
 from detectors.vad import VadConfig, VadDetector
@@ -214,12 +214,15 @@ def assemble(
     curator: dict[str, Any] | None = None,
     identifier: str | None = None,
     sha256: str | None = None,
+    handle: Readable | None = None,
 ) -> dict[str, Any]:
-    """The section from a fully fed :class:`SignalAnalyzer` (``info``: ``soundfile.info``)."""
+    """The section from a fully fed :class:`SignalAnalyzer` (``info``: ``soundfile.info`` or
+    an open ``SoundFile``; ``handle``: a file object open on ``path``, read for the RIFF
+    chunks instead of opening the file again)."""
     curator_fields = check_curator_fields(curator)
     if signal.speech is not None and voice_activity is None:
         voice_activity = signal.speech.finish()
-    chunks = read_chunks(path)
+    chunks = read_chunks(handle if handle is not None else path)
     technical = {
         **_container(info),
         **signal.technical.result(),

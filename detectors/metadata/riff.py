@@ -7,33 +7,47 @@ never stops the analysis. A malformed chunk is reported, not raised.
 
 from __future__ import annotations
 
+import io
 import logging
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from wavinfo import WavInfoReader
 
 logger = logging.getLogger(__name__)
 
 RIFF_MAGIC = (b"RIFF", b"RF64", b"BW64")
+Readable = BinaryIO | io.RawIOBase
+"""A file open for reading (a plain one, or one that hashes what it reads)."""
 
 
-def _is_riff(path: Path) -> bool:
-    with path.open("rb") as f:
-        head = f.read(12)
+def _is_riff(f: Readable) -> bool:
+    f.seek(0)
+    head = f.read(12)
+    f.seek(0)
     return len(head) == 12 and head[:4] in RIFF_MAGIC and head[8:12] == b"WAVE"
 
 
-def read_chunks(path: Path) -> dict[str, Any]:
-    """``{"bext": {...} | None, "info": {...} | None}``, plus ``"error"`` if parsing failed."""
+def read_chunks(source: Path | Readable) -> dict[str, Any]:
+    """``{"bext": {...} | None, "info": {...} | None}``, plus ``"error"`` if parsing failed.
+
+    ``source``: the file, or a handle already open on it (left open, position moved).
+    """
+    if isinstance(source, Path):
+        try:
+            with source.open("rb") as f:
+                return read_chunks(f)
+        except OSError as exc:
+            return {"bext": None, "info": None, "error": f"unreadable RIFF chunks: {exc}"}
     empty: dict[str, Any] = {"bext": None, "info": None}
+    name = getattr(source, "name", None) or getattr(getattr(source, "path", None), "name", "")
     try:
-        if not _is_riff(path):
+        if not _is_riff(source):
             return empty
-        reader = WavInfoReader(str(path), info_encoding="latin_1", bext_encoding="latin_1")
+        reader = WavInfoReader(source, info_encoding="latin_1", bext_encoding="latin_1")
     except (OSError, ValueError, struct.error, AssertionError, StopIteration, KeyError) as exc:
-        logger.warning("%s: unreadable RIFF metadata chunks (%s)", path.name, exc)
+        logger.warning("%s: unreadable RIFF metadata chunks (%s)", name, exc)
         return {**empty, "error": f"unreadable RIFF chunks: {type(exc).__name__}: {exc}"}
     bext = None
     if reader.bext is not None:

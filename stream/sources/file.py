@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import soundfile as sf
 from pydantic import BaseModel, ConfigDict, Field
 
-from stream.sources.base import Block, Source, SourceError, SourceItem, StatusChange
+from stream.sources.base import Block, Frames, Source, SourceError, SourceItem, StatusChange
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +64,29 @@ def describe_decode_error(path: Path, exc: Exception) -> str:
     return f"{path}: cannot decode as audio ({detail})"
 
 
-class FileSource(Source):
-    """Reads an audio file block by block."""
+Opener = Callable[[Path], Any]
+"""Opens the file for the decoder: returns a binary file object with read, seek and tell
+(e.g. one that hashes what it reads)."""
+BlockTap = Callable[[Frames], None]
+"""Sees every block as decoded: the file's own rate and channels, before any mixdown."""
 
-    def __init__(self, config: FileSourceConfig) -> None:
+
+class FileSource(Source):
+    """Reads an audio file block by block.
+
+    The file is opened once, by :meth:`open`, and read by :meth:`items`. ``opener``
+    replaces the plain open (file analysis hashes the bytes on the way); ``tap`` sees
+    every decoded block before the mixdown (loudness and peaks need the original).
+    """
+
+    def __init__(
+        self, config: FileSourceConfig, *, opener: Opener | None = None, tap: BlockTap | None = None
+    ) -> None:
         super().__init__(config.name)
         self.config = config
-        self._info: sf._SoundFileInfo | None = None
+        self._opener = opener
+        self._tap = tap
+        self._file: sf.SoundFile | None = None
 
     @classmethod
     def demo(cls, config: DemoSourceConfig) -> FileSource:
@@ -83,42 +99,61 @@ class FileSource(Source):
 
     @property
     def sample_rate(self) -> int:
-        return int(self._require_info().samplerate)
+        return int(self._require_file().samplerate)
+
+    @property
+    def file_channels(self) -> int:
+        """Channels in the file, whatever the mixdown."""
+        return int(self._require_file().channels)
 
     @property
     def channels(self) -> int:
-        return 1 if self.config.mixdown else int(self._require_info().channels)
+        return 1 if self.config.mixdown else self.file_channels
+
+    @property
+    def soundfile(self) -> sf.SoundFile:
+        """The open decoder (format, subtype, frames); after :meth:`open`."""
+        return self._require_file()
 
     @property
     def is_finite(self) -> bool:
         return not self.config.loop
 
-    def _require_info(self) -> sf._SoundFileInfo:
-        if self._info is None:
+    def _require_file(self) -> sf.SoundFile:
+        if self._file is None:
             raise RuntimeError("FileSource.open() must be called first")
-        return self._info
+        return self._file
 
     def open(self) -> None:
+        """Open and check the file (once: a second call keeps the open decoder)."""
+        if self._file is not None and not self._file.closed:
+            return
         path = self.config.path
         try:
-            info = sf.info(str(path))
+            f = sf.SoundFile(self._opener(path) if self._opener else str(path))
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             raise SourceError(describe_decode_error(path, exc)) from None
-        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-            raise SourceError(f"{path}: unsupported sample rate {info.samplerate} Hz")
-        if not 1 <= info.channels <= MAX_CHANNELS:
-            raise SourceError(f"{path}: unsupported channel count {info.channels}")
-        self._info = info
+        if not MIN_SAMPLE_RATE <= f.samplerate <= MAX_SAMPLE_RATE:
+            f.close()
+            raise SourceError(f"{path}: unsupported sample rate {f.samplerate} Hz")
+        if not 1 <= f.channels <= MAX_CHANNELS:
+            f.close()
+            raise SourceError(f"{path}: unsupported channel count {f.channels}")
+        self._file = f
+
+    def close(self) -> None:
+        """Close the decoder (``items`` does at its end)."""
+        if self._file is not None:
+            self._file.close()
 
     def items(self, stop: threading.Event) -> Iterator[SourceItem]:
-        path = self.config.path
+        self.open()
+        f = self._require_file()
         try:
-            f = sf.SoundFile(str(path))
-        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise SourceError(describe_decode_error(path, exc)) from None
-        with f:
-            yield StatusChange("running", f"reading {path.name}")
+            yield StatusChange("running", f"reading {self.config.path.name}")
             yield from self._blocks(f, stop)
+        finally:
+            f.close()
 
     def _blocks(self, f: sf.SoundFile, stop: threading.Event) -> Iterator[Block]:
         rate = f.samplerate
@@ -137,8 +172,12 @@ class FileSource(Source):
                     return
                 f.seek(0)
                 continue
+            if self._tap is not None:
+                self._tap(data)
             if self.config.mixdown and data.shape[1] > 1:
-                data = data.mean(axis=1, keepdims=True, dtype=np.float32)
+                # A matrix-vector product: several times faster than mean(axis=1).
+                mix = np.full((data.shape[1], 1), 1.0 / data.shape[1], np.float32)
+                data = data @ mix
             frames_done += len(data)
             if self.config.realtime:
                 # A live block is available once its last frame was captured. Pace by the

@@ -1,0 +1,106 @@
+"""Filter banks and spectral helpers shared by the detectors, without librosa.
+
+librosa costs 0.7 CPU-s and 180 MB of memory to import (numba, llvmlite); file
+analysis used three of its functions. These are the same computations (checked
+against librosa 0.11 to float precision by tests/test_dsp.py): the Slaney mel
+filter bank, the chroma filter bank and median-filtering harmonic/percussive
+separation. librosa is ISC-licensed; the algorithms follow its code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+Float64 = npt.NDArray[np.float64]
+_LOG_STEP = math.log(6.4) / 27.0  # Slaney: mel steps above 1 kHz
+
+
+def hz_to_mel(hz: Float64) -> Float64:
+    """Slaney's mel scale: linear (3 mel per 200 Hz) below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    above = 15.0 + np.log(np.maximum(hz, 1000.0) / 1000.0) / _LOG_STEP
+    mel: Float64 = np.where(hz >= 1000.0, above, 3.0 * hz / 200.0)
+    return mel
+
+
+def mel_to_hz(mel: Float64) -> Float64:
+    """Inverse of :func:`hz_to_mel`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    above = 1000.0 * np.exp(_LOG_STEP * (mel - 15.0))
+    hz: Float64 = np.where(mel >= 15.0, above, 200.0 * mel / 3.0)
+    return hz
+
+
+def mel_filterbank(
+    sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> Float64:
+    """Triangular filters ``[n_mels, 1 + n_fft // 2]`` on Slaney's mel scale, each of unit
+    area in Hz (``librosa.filters.mel`` with its defaults)."""
+    top = sr / 2 if fmax is None else fmax
+    edges = mel_to_hz(np.linspace(hz_to_mel(np.array(fmin)), hz_to_mel(np.array(top)), n_mels + 2))
+    bins = np.linspace(0.0, sr / 2, 1 + n_fft // 2)
+    ramps = np.subtract.outer(edges, bins)
+    widths = np.diff(edges)
+    rising = -ramps[:-2] / widths[:-1, None]
+    falling = ramps[2:] / widths[1:, None]
+    weights: Float64 = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
+    return weights
+
+
+def chroma_filterbank(
+    sr: int, n_fft: int, n_chroma: int = 12, ctroct: float = 5.0, octwidth: float = 2.0
+) -> Float64:
+    """Pitch-class filters ``[n_chroma, 1 + n_fft // 2]`` starting at C, Gaussian bumps
+    per semitone weighted by a Gaussian over octaves (``librosa.filters.chroma``)."""
+    frequencies = np.linspace(0, sr, n_fft, endpoint=False)[1:]
+    octaves = np.log2(frequencies / (440.0 / 16))
+    bins = n_chroma * octaves
+    bins = np.concatenate(([bins[0] - 1.5 * n_chroma], bins))
+    widths = np.concatenate((np.maximum(bins[1:] - bins[:-1], 1.0), [1]))
+    d = np.subtract.outer(bins, np.arange(0, n_chroma, dtype="d")).T
+    half = np.round(float(n_chroma) / 2)
+    d = np.remainder(d + half + 10 * n_chroma, n_chroma) - half
+    weights = np.exp(-0.5 * (2 * d / np.tile(widths, (n_chroma, 1))) ** 2)
+    length = np.sqrt(np.sum(weights**2, axis=0, keepdims=True))
+    length[length < np.finfo(np.float64).tiny] = 1.0
+    weights = weights / length
+    weights *= np.tile(np.exp(-0.5 * (((bins / n_chroma - ctroct) / octwidth) ** 2)), (n_chroma, 1))
+    weights = np.roll(weights, -3 * (n_chroma // 12), axis=0)
+    result: Float64 = np.ascontiguousarray(weights[:, : int(1 + n_fft / 2)])
+    return result
+
+
+def hpss(spectrum: npt.NDArray[np.floating], kernel_size: tuple[int, int]) -> tuple[
+    npt.NDArray[np.floating], npt.NDArray[np.floating]
+]:  # fmt: skip
+    """Harmonic and percussive parts of a magnitude or power spectrogram ``[bins, frames]``:
+    median filters along time (``kernel_size[0]`` frames) and across frequency
+    (``kernel_size[1]`` bins), then Wiener-like soft masks of power 2
+    (``librosa.decompose.hpss``)."""
+    from scipy.ndimage import median_filter
+
+    harmonic = median_filter(spectrum, size=(1, kernel_size[0]), mode="reflect")
+    percussive = median_filter(spectrum, size=(kernel_size[1], 1), mode="reflect")
+    mask_h = _softmask(harmonic, percussive)
+    mask_p = _softmask(percussive, harmonic)
+    return spectrum * mask_h, spectrum * mask_p
+
+
+def _softmask(
+    x: npt.NDArray[np.floating], ref: npt.NDArray[np.floating]
+) -> npt.NDArray[np.floating]:
+    dtype = x.dtype
+    z = np.maximum(x, ref).astype(dtype)
+    bad = z < np.finfo(dtype).tiny
+    z[bad] = 1
+    mask = (x / z) ** 2
+    ref_mask = (ref / z) ** 2
+    good = ~bad
+    mask[good] /= mask[good] + ref_mask[good]
+    mask[bad] = 0.5
+    result: npt.NDArray[np.floating] = mask
+    return result

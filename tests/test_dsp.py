@@ -1,0 +1,40 @@
+"""The librosa-free filter banks and HPSS compute what librosa computes."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+import pytest
+
+from detectors.dsp import chroma_filterbank, hpss, mel_filterbank
+
+
+@pytest.mark.parametrize(
+    ("sr", "n_fft", "n_mels", "fmin", "fmax"),
+    [(16_000, 1024, 64, 0.0, None), (16_000, 512, 40, 50.0, 8000.0), (22_050, 2048, 128, 0, None)],
+)
+def test_mel_filterbank_is_librosas(
+    sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None
+) -> None:
+    ours = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
+    theirs = librosa.filters.mel(
+        sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, dtype=np.float64
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("sr", "n_fft"), [(16_000, 4096), (22_050, 2048)])
+def test_chroma_filterbank_is_librosas(sr: int, n_fft: int) -> None:
+    theirs = librosa.filters.chroma(sr=sr, n_fft=n_fft, dtype=np.float64)
+    np.testing.assert_allclose(chroma_filterbank(sr, n_fft), theirs, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("kernel", [(9, 9), (7, 5)])
+def test_hpss_is_librosas(kernel: tuple[int, int]) -> None:
+    rng = np.random.default_rng(1)
+    spectrum = rng.random((32, 200)).astype(np.float32) ** 3
+    spectrum[:, 50:60] = 0.0  # silent frames: the masks split them evenly
+    ours = hpss(spectrum, kernel)
+    theirs = librosa.decompose.hpss(spectrum, kernel_size=kernel)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
