@@ -1,21 +1,25 @@
 """Diarization error rate of the speaker detector, live and on files, against a peer.
 
-Runs every conversation written by ``tools/make_conversations.py`` through the
-pipeline with the speaker detector (keeping its embeddings), and scores with
-``pyannote.metrics`` (collar 0.25 s, overlapping speech scored):
+Runs every conversation of one or more data sets (``<split>_NNN.flac`` with an
+``.rttm`` beside it: the synthetic ones of ``tools/make_conversations.py``, the
+real-voice room-simulated ones of ``tools/make_room_conversations.py``, or real
+recordings laid out the same way) through the pipeline with the speaker
+detector (keeping its embeddings), and scores with ``pyannote.metrics``
+(collar 0.25 s, overlapping speech scored), one table per data set:
 
 - streaming: the final extent of every ``speaker.turn`` event, as a dashboard sees them;
 - file: the whole-file re-clustering of ``analyze`` (automatic number of speakers);
 - file, n given: the same with the true number of speakers.
 
-Also the speaker-count accuracy, the CPU cost per audio second on one thread
-(live: gate, embeddings and online clustering; file: the batched pipeline and
+Also the speaker-count accuracy (right, and right or off by one), the CPU cost
+per audio second on one thread (live: gate, embeddings and online clustering;
+file: the batched pipeline and
 re-clustering, then with the voice statistics of the result section too),
 and, with ``--peer-python``, pyAudioAnalysis's ``speaker_diarization`` on the same
 files (run by ``bench/peer_pyaudioanalysis.py`` in its own virtualenv).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/eval_diarization.py build/conversations \\
-        --split test --peer-python /tmp/peer_venv/bin/python
+        /work/data/diar/rooms --split test --peer-python /tmp/peer_venv/bin/python
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class Scores:
 
     metrics: dict[str, DiarizationErrorRate] = field(default_factory=dict)
     count_ok: dict[str, int] = field(default_factory=dict)
+    count_near: dict[str, int] = field(default_factory=dict)
     scored: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     files: int = 0
@@ -98,8 +103,9 @@ class Scores:
             system, DiarizationErrorRate(collar=COLLAR, skip_overlap=False)
         )
         value = float(metric(ref, hyp, uem=uem))
-        right = len(hyp.labels()) == len(ref.labels())
-        self.count_ok[system] = self.count_ok.get(system, 0) + int(right)
+        found, true = len(hyp.labels()), len(ref.labels())
+        self.count_ok[system] = self.count_ok.get(system, 0) + int(found == true)
+        self.count_near[system] = self.count_near.get(system, 0) + int(abs(found - true) <= 1)
         self.scored[system] = self.scored.get(system, 0) + 1
         return value
 
@@ -151,7 +157,9 @@ def run_peer(python: str, path: Path, n_speakers: int) -> tuple[Annotation, floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="folder written by tools/make_conversations.py")
+    parser.add_argument(
+        "data", type=Path, nargs="+", help="folders of <split>_NNN.flac with .rttm truth"
+    )
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a speaker detector setting (tuning on dev)")  # fmt: skip
@@ -164,7 +172,13 @@ def main() -> None:
         key, value = item.split("=", 1)
         overrides[key] = json.loads(value)
     config = SpeakerConfig(profiles_path=Path("/nonexistent/profiles.json"), **overrides)
-    files = sorted(args.data.glob(f"{args.split}_*.flac"))
+    for data in args.data:
+        report(evaluate(data, config, args), data, args)
+
+
+def evaluate(data: Path, config: SpeakerConfig, args: argparse.Namespace) -> Scores:
+    """Every conversation of the split in ``data``, scored; one line per file."""
+    files = sorted(data.glob(f"{args.split}_*.flac"))
     if args.limit:
         files = files[: args.limit]
     scores = Scores()
@@ -196,14 +210,17 @@ def main() -> None:
         found = ours["auto"]["speakers_detected"]
         cells = "  ".join(f"{k} {v:6.1%}" for k, v in row.items())
         print(f"{path.name}: {n} speakers, found {found}; {cells}", flush=True)
-    report(scores, args)
+    return scores
 
 
-def report(scores: Scores, args: argparse.Namespace) -> None:
+def report(scores: Scores, data: Path, args: argparse.Namespace) -> None:
     print()
     print(f"eval_diarization  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}")
-    print(f"split {args.split}: {scores.files} files, {scores.audio_s / 60:.1f} min of audio")
-    print(f"{'system':<28} {'DER':>7} {'miss':>6} {'FA':>6} {'conf':>6} {'count ok':>9}")
+    print(f"{data} split {args.split}: {scores.files} files, "
+          f"{scores.audio_s / 60:.1f} min of audio")  # fmt: skip
+    if not scores.files:
+        return
+    print(f"{'system':<28} {'DER':>7} {'miss':>6} {'FA':>6} {'conf':>6} {'count ok':>9} {'±1':>6}")
     names = {
         "stream": "ours, streaming (live)",
         "file": "ours, file (count estimated)",
@@ -218,6 +235,7 @@ def report(scores: Scores, args: argparse.Namespace) -> None:
             f"{names[system]:<28} {abs(metric):7.1%} {metric['missed detection'] / total:6.1%} "
             f"{metric['false alarm'] / total:6.1%} {metric['confusion'] / total:6.1%} "
             f"{scores.count_ok[system]:>4}/{scores.scored[system]}"
+            f" {scores.count_near[system]:>3}/{scores.scored[system]}"
         )
     what = {
         "live": "ours, live detector (gate, embeddings, online clustering)",

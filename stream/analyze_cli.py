@@ -93,6 +93,14 @@ def add_arguments(analyze: argparse.ArgumentParser) -> None:
         "--speakers", type=speaker_count, metavar="N",
         help="number of speakers, if known (else estimated)",
     )  # fmt: skip
+    analyze.add_argument(
+        "--min-speakers", type=speaker_count, metavar="N",
+        help="when estimating: at least N speakers",
+    )  # fmt: skip
+    analyze.add_argument(
+        "--max-speakers", type=speaker_count, metavar="N",
+        help="when estimating: at most N speakers",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -224,7 +232,10 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from config.pipeline import load_pipeline_config
 
     startup_cpu = time.process_time()
+    from stream.speakers_cli import with_count_bounds
+
     config = load_pipeline_config(args.config or settings.HERITAGE_CONFIG)
+    config = with_count_bounds(config, args.min_speakers, args.max_speakers)
     if settings.LOG_LEVEL != "DEBUG":
         # A batch command: its problems are its exit code and lines on stderr.
         logging.getLogger().setLevel(logging.CRITICAL)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from config.pipeline import load_pipeline_config
+from config.pipeline import PipelineConfig, load_pipeline_config
 from config.settings import Settings
 from detectors.speaker.detector import SpeakerConfig, profile_store
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, check_name
@@ -76,6 +76,26 @@ def cmd_speakers(args: argparse.Namespace, settings: Settings) -> int:
         print(f"heritage-audio: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
+
+
+def with_count_bounds(
+    config: PipelineConfig, fewest: int | None, most: int | None
+) -> PipelineConfig:
+    """``config`` whose speaker detector (a default one if it has none) counts at least
+    ``fewest`` and at most ``most`` speakers in a file (``analyze --min/--max-speakers``);
+    a ValidationError if ``fewest`` exceeds ``most``."""
+    if fewest is None and most is None:
+        return config
+    detectors = list(config.detectors)
+    found = [i for i, d in enumerate(detectors) if isinstance(d, SpeakerConfig)]
+    if not found:
+        detectors.append(SpeakerConfig())
+        found = [len(detectors) - 1]
+    for i in found:
+        bounds = {"min_speakers": fewest, "max_speakers": most}
+        update = {k: v for k, v in bounds.items() if v is not None}
+        detectors[i] = SpeakerConfig.model_validate({**detectors[i].model_dump(), **update})
+    return config.model_copy(update={"detectors": detectors})
 
 
 def speaker_count(text: str) -> int:

@@ -36,6 +36,7 @@ from detectors.base import Detector, DetectorConfig, register
 from detectors.speaker.clustering import Assignment, Matrix, OnlineClusterer, unit
 from detectors.speaker.encoder import SpeakerEncoder
 from detectors.speaker.frontend import normalize_volume, partial_mels
+from detectors.speaker.overlap import N_MELS, frame_logmel
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, match_names
 from detectors.vad import (
     SILERO_FRAME,
@@ -70,7 +71,13 @@ class SpeakerConfig(DetectorConfig):
     gate: Literal["silero", "webrtc"] = Field(
         "silero", description="Speech gate per 32 ms frame: Silero VAD or the lighter WebRTC VAD."
     )
-    gate_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability.")
+    gate_threshold: float = Field(
+        0.35,
+        gt=0,
+        lt=1,
+        description="Silero speech probability (below the VAD's 0.5: distant voices in babble "
+        "score lower, and the embeddings and clustering judge what passes).",
+    )
     energy_floor_dbfs: float = Field(
         -55.0,
         ge=-120,
@@ -90,7 +97,12 @@ class SpeakerConfig(DetectorConfig):
     update_rate: float = Field(
         0.05, gt=0, le=1, description="Least weight of a new window in its speaker's centroid."
     )
-    max_speakers: int = Field(8, ge=1, le=64, description="Speakers tracked per channel.")
+    max_speakers: int = Field(
+        8, ge=1, le=64, description="Speakers tracked per channel; files: most speakers counted."
+    )
+    min_speakers: int = Field(
+        1, ge=1, le=64, description="Files: fewest speakers counted (when not given)."
+    )
     min_evidence: int = Field(
         4, ge=1, le=20, description="Consecutive agreeing windows needed to declare a new speaker."
     )
@@ -113,15 +125,29 @@ class SpeakerConfig(DetectorConfig):
         gt=0,
         lt=1,
         description="Files: average-linkage cosine distance where the whole-file clustering "
-        "stops merging, before it is brought to the number of speakers (given, or the count "
-        "of the live clusterer).",
+        "stops merging, before it is brought to the number of speakers; one of the cuts "
+        "that vote on the count when it is not given.",
+    )
+    count_distance: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="Files: the tighter cut of the clustering tree that votes on the number "
+        "of speakers, with recluster_distance's and the live clusterer's count.",
     )
     min_speaker_s: float = Field(
-        3.0,
+        5.0,
         ge=0,
         le=60,
         description="Files: a cluster with less speech than this (s) joins its nearest speaker "
         "(overlaps and noise make small phantom clusters).",
+    )
+    overlap_threshold: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Files: overlap probability (detectors.speaker.overlap) above which a frame "
+        "is given to a second speaker as well; 1: one speaker at a time.",
     )
     batch: int = Field(
         1, ge=1, le=64, description="Windows per encoder call; above 1 delays events (files only)."
@@ -134,6 +160,8 @@ class SpeakerConfig(DetectorConfig):
     def _window_covers_hop(self) -> SpeakerConfig:
         if self.hop_s > self.window_s:
             raise ValueError("hop_s must not exceed window_s")
+        if self.min_speakers > self.max_speakers:
+            raise ValueError("min_speakers must not exceed max_speakers")
         return self
 
 
@@ -149,6 +177,7 @@ class SpeakerHistory:
     window_end: npt.NDArray[np.float64]
     embeddings: Matrix  # [windows, 256], unit length
     online: npt.NDArray[np.int64]  # the online cluster of each window (-1: none yet)
+    frame_logmel: npt.NDArray[np.float32] | None = None  # [frames, 40], for overlap detection
 
 
 @dataclass
@@ -261,6 +290,7 @@ class SpeakerDetector(Detector):
         self._unknown = 0  # Speaker_N numbers handed out
         self._frames_start: list[npt.NDArray[np.float64]] = []
         self._frames_voiced: list[npt.NDArray[np.bool_]] = []
+        self._frames_logmel: list[npt.NDArray[np.float32]] = []
         self._windows: list[tuple[float, float, int]] = []
         self._embeddings: list[npt.NDArray[np.float32]] = []
 
@@ -275,6 +305,9 @@ class SpeakerDetector(Detector):
             starts = (window.start + FRAME * np.arange(len(voiced))) / self.rate
             self._frames_start.append(starts)
             self._frames_voiced.append(voiced)
+            n = len(voiced)
+            frames = window.samples[: n * FRAME].reshape(n, FRAME)
+            self._frames_logmel.append(frame_logmel(frames))
         if len(self._queue) < self.config.batch:
             return []
         return self._drain()
@@ -300,6 +333,7 @@ class SpeakerDetector(Detector):
             window_end=windows[:, 1],
             embeddings=embeddings,
             online=windows[:, 2].astype(np.int64),
+            frame_logmel=np.concatenate([np.zeros((0, N_MELS), np.float32), *self._frames_logmel]),
         )
 
     # -- embedding --------------------------------------------------------------------------

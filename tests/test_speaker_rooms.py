@@ -1,0 +1,244 @@
+"""Diarization of real voices in simulated rooms: counting, overlap, level, channels.
+
+``tests/data/diarization/room_*.flac`` (tools/make_room_conversations.py
+--fixtures): LibriSpeech voices of the *test* split (CC BY 4.0, listed in
+tools/real_audio/voices.csv), in pyroomacoustics shoebox rooms (RT60 0.35-0.58 s,
+speakers about 2-2.5 m from the microphone), babble and ventilation noise at 11-20
+dB SNR, speech at -31 to -38 dBFS; 1, 2 (32 % of the speech overlapped), 3 and 4
+speakers. Their ``.rttm`` is the truth from the dry utterances. No threshold was
+tuned on them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pyannote.core import Annotation, Segment, Timeline
+from pyannote.database.util import load_rttm
+from pyannote.metrics.diarization import DiarizationErrorRate
+from pydantic import ValidationError
+
+from config.pipeline import PipelineConfig
+from detectors import SpeakerConfig
+from detectors.speaker.detector import SpeakerDetector, SpeakerHistory
+from detectors.speaker.offline import diarize
+from detectors.speaker.overlap import N_FEATURES, OverlapModel, features, frame_logmel, load_model
+from sinks.metrics import Metrics
+from stream.analyze import analyze_file
+from stream.events import Event, SpeakerTurn
+from stream.pipeline import SourceRunner
+from stream.sources import FileSource, FileSourceConfig
+from stream.speaker_report import speaker_analysis_config
+from tests.conftest import DATA
+
+ROOMS = DATA / "diarization"
+NO_PROFILES = Path("/nonexistent/profiles.json")
+FIXTURES = {1: "room_1spk", 2: "room_2spk_overlap", 3: "room_3spk", 4: "room_4spk"}
+
+
+def speaker_config(**overrides: Any) -> SpeakerConfig:
+    return SpeakerConfig(profiles_path=NO_PROFILES, **overrides)
+
+
+def reference(name: str) -> Annotation:
+    annotation: Annotation = load_rttm(str(ROOMS / f"{name}.rttm"))[name]
+    return annotation
+
+
+def run(path: Path, config: SpeakerConfig) -> tuple[list[SpeakerHistory], list[Event]]:
+    """The file's speaker histories (file mode) and its live events."""
+    events: list[Event] = []
+    pipeline = speaker_analysis_config(PipelineConfig(detectors=[config]))
+    runner = SourceRunner(
+        FileSource(FileSourceConfig(path=path, realtime=False)), pipeline, events.extend, Metrics()
+    )
+    runner.run(threading.Event())
+    detectors = [d for c in runner.chains for d in c.detectors if isinstance(d, SpeakerDetector)]
+    return [d.history() for d in detectors], events
+
+
+@pytest.fixture(scope="module")
+def histories() -> dict[int, tuple[list[SpeakerHistory], list[Event]]]:
+    return {n: run(ROOMS / f"{name}.flac", speaker_config()) for n, name in FIXTURES.items()}
+
+
+def der(name: str, hypothesis: Annotation) -> float:
+    duration = sf.info(ROOMS / f"{name}.flac").duration
+    metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
+    return float(metric(reference(name), hypothesis, uem=Timeline([Segment(0, duration)])))
+
+
+def as_annotation(rows: list[tuple[float, float, str]]) -> Annotation:
+    annotation = Annotation()
+    for i, (start, end, label) in enumerate(rows):
+        annotation[Segment(start, end), i] = label
+    return annotation
+
+
+def live_turns(events: list[Event]) -> list[tuple[float, float, str]]:
+    last: dict[float, SpeakerTurn] = {}
+    for e in events:
+        if isinstance(e, SpeakerTurn):
+            last[e.t_start] = e
+    return [(e.t_start, e.t_end, e.speaker) for e in last.values() if e.t_end > e.t_start]
+
+
+@pytest.mark.parametrize("n", sorted(FIXTURES))
+def test_the_speaker_count_of_real_voices_is_right_or_off_by_one(
+    histories: dict[int, tuple[list[SpeakerHistory], list[Event]]], n: int
+) -> None:
+    # Measured: 1, 1, 2 and 4 speakers found (the issue's target: right or off by one).
+    found = len(diarize(histories[n][0], speaker_config()).centroids)
+    assert abs(found - n) <= 1
+    if n == 1:
+        assert found == 1
+
+
+def test_min_and_max_speakers_bound_the_estimate(
+    histories: dict[int, tuple[list[SpeakerHistory], list[Event]]],
+) -> None:
+    four = histories[4][0]
+    assert len(diarize(four, speaker_config(min_speakers=4)).centroids) == 4
+    assert len(diarize(four, speaker_config(max_speakers=2)).centroids) == 2
+    one = histories[1][0]
+    assert len(diarize(one, speaker_config(min_speakers=2)).centroids) == 2
+    with pytest.raises(ValidationError, match="min_speakers"):
+        speaker_config(min_speakers=3, max_speakers=2)
+
+
+def test_file_diarization_of_the_fixtures_stays_within_its_measured_error(
+    histories: dict[int, tuple[list[SpeakerHistory], list[Event]]],
+) -> None:
+    # Measured DER (collar 0.25, overlap scored): 30, 38, 28 and 42 %; on the 1-speaker one
+    # it is all missed and false-alarmed speech (the gate is slow to hear the first words).
+    for n, name in FIXTURES.items():
+        segments = diarize(histories[n][0], speaker_config()).segments
+        value = der(name, as_annotation([(s.start, s.end, str(s.speaker)) for s in segments]))
+        assert value < 0.5, (name, value)
+
+
+def test_streaming_and_file_agree_within_a_stated_error(
+    histories: dict[int, tuple[list[SpeakerHistory], list[Event]]],
+) -> None:
+    # The live turns scored against the file timeline as if it were the truth: measured
+    # 11-61 % (the live clusterer declares voices later and counts differently: on these
+    # files it finds 2, 4 and 5 voices where file mode finds 1, 2 and 4).
+    for n in (2, 3, 4):
+        history, events = histories[n]
+        segments = diarize(history, speaker_config()).segments
+        file_mode = as_annotation([(s.start, s.end, str(s.speaker)) for s in segments])
+        end = max(s.end for s in segments)
+        metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
+        value = metric(
+            file_mode, as_annotation(live_turns(events)), uem=Timeline([Segment(0, end)])
+        )
+        assert value < 0.65, (n, value)
+
+
+def test_overlapped_speech_reaches_the_rttm_as_overlapping_segments(tmp_path: Path) -> None:
+    from stream.cli import main
+
+    path = ROOMS / "room_2spk_overlap.flac"
+    rttm, out = tmp_path / "out.rttm", tmp_path / "out.json"
+    config = tmp_path / "pipeline.toml"
+    config.write_text('[[detectors]]\ntype = "speaker"\noverlap_threshold = 0.5\n')
+    argv = ["analyze", str(path), "--json", str(out), "--rttm", str(rttm), "--speakers", "2"]
+    assert main([*argv, "--config", str(config)]) == 0
+    segments = json.loads(out.read_text())["results"]["speaker_recognition"]["segments"]
+    annotation = load_rttm(str(rttm))["room_2spk_overlap"]
+    assert len(annotation) == len(segments)
+    assert len(annotation.labels()) == 2
+    found = annotation.get_overlap()
+    truth = reference("room_2spk_overlap").get_overlap()
+    # Measured at overlap_threshold 0.5: 0.38 s of overlapping segments, all of it where two
+    # people do talk at once (of 5.0 s: the model is precise rather than thorough; at the
+    # default 0.8 it marks none on this file).
+    assert found.duration() > 0.2
+    assert found.crop(truth).duration() > 0.6 * found.duration()
+    starts = [s["start"] for s in segments]
+    assert starts == sorted(starts)  # still in time order
+
+
+def test_overlap_detection_lowers_the_error_where_voices_overlap(
+    histories: dict[int, tuple[list[SpeakerHistory], list[Event]]],
+) -> None:
+    history = histories[3][0]
+    rows = {}
+    for threshold in (1.0, 0.8):
+        segments = diarize(history, speaker_config(overlap_threshold=threshold)).segments
+        rows[threshold] = as_annotation([(s.start, s.end, str(s.speaker)) for s in segments])
+    found = rows[0.8].get_overlap()
+    # Measured: DER 33.8 % without, 28.2 % with; 1.6 s found overlapped, 1.54 s of it truly.
+    assert der("room_3spk", rows[0.8]) < der("room_3spk", rows[1.0]) - 0.03
+    assert found.crop(reference("room_3spk").get_overlap()).duration() > 0.6 * found.duration()
+    assert not rows[1.0].get_overlap()
+
+
+def _level_variant(tmp_path: Path, name: str, gain_db: float) -> Path:
+    audio, rate = sf.read(ROOMS / f"{name}.flac", dtype="float64")
+    path = tmp_path / f"{name}_{-gain_db:.0f}dB.flac"
+    sf.write(path, audio * 10 ** (gain_db / 20), rate, subtype="PCM_24")
+    return path
+
+
+def test_the_same_file_15_and_30_db_quieter_gives_the_same_segments(tmp_path: Path) -> None:
+    name = "room_3spk"
+    timelines = []
+    for gain in (0.0, -15.0, -30.0):
+        history, _ = run(_level_variant(tmp_path, name, gain), speaker_config())
+        segments = diarize(history, speaker_config()).segments
+        timelines.append(as_annotation([(s.start, s.end, str(s.speaker)) for s in segments]))
+    end = max(s.end for s, _ in timelines[0].itertracks())
+    for other in timelines[1:]:
+        metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
+        # Measured: below 1 % between levels.
+        assert metric(timelines[0], other, uem=Timeline([Segment(0, end)])) < 0.05
+
+
+def test_a_six_channel_file_is_diarized(tmp_path: Path) -> None:
+    audio, rate = sf.read(ROOMS / "room_2spk_overlap.flac", dtype="float32")
+    six = tmp_path / "six.wav"
+    gains = np.array([1.0, 0.8, 0.6, 0.5, 0.4, 0.3], dtype=np.float32)
+    sf.write(six, audio[:, None] * gains[None, :], rate)
+    document = analyze_file(six, PipelineConfig(detectors=[speaker_config()]))
+    section = document["results"]["speaker_recognition"]
+    assert document["audio_info"]["channels"] == 6
+    assert 1 <= section["speakers_detected"] <= 3
+    duration = len(audio) / rate
+    assert all(0 <= s["start"] < s["end"] <= duration + 0.05 for s in section["segments"])
+
+
+def test_min_speakers_above_max_speakers_is_a_clear_command_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import main
+
+    out = tmp_path / "out.json"
+    path = str(ROOMS / "room_1spk.flac")
+    code = main(["analyze", path, "--json", str(out), "--min-speakers", "3", "--max-speakers", "2"])
+    assert code != 0
+    assert "min_speakers" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["analyze", path, "--json", str(out), "--min-speakers", "2"]) == 0
+    assert json.loads(out.read_text())["results"]["speaker_recognition"]["speakers_detected"] == 2
+
+
+def test_the_overlap_model_loads_and_refuses_a_wrong_file(tmp_path: Path) -> None:
+    model = load_model()
+    assert model.weights.shape == (N_FEATURES,)
+    rng = np.random.default_rng(0)
+    logmel = frame_logmel(rng.normal(0, 0.1, (50, 512)).astype(np.float32))
+    p = model.probability(features(logmel, None))
+    assert p.shape == (50,)
+    assert np.all((p >= 0) & (p <= 1))
+    assert features(frame_logmel(np.zeros((0, 512), np.float32)), None).shape == (0, N_FEATURES)
+    wrong = tmp_path / "wrong.npz"
+    OverlapModel(np.zeros(7, np.float32), 0.0).save(wrong)
+    with pytest.raises(ValueError, match="expected 203"):
+        load_model(wrong)
