@@ -301,7 +301,7 @@ def _analyze(
             "parameters": {
                 "analysis_sample_rate": config.analysis_sample_rate,
                 "sections": sorted(sections),
-                "detectors": [d.model_dump() for d in config.detectors],
+                "detectors": [d.model_dump(mode="json") for d in config.detectors],
             },
             "timings": {
                 "cpu_s": times.rounded(),

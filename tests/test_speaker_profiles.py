@@ -65,8 +65,11 @@ def test_live_analysis_names_the_enrolled_voice_and_no_other(store: ProfileStore
 
 def test_without_profiles_nobody_is_named(tmp_path: Path) -> None:
     config = PipelineConfig(detectors=[SpeakerConfig(profiles_path=tmp_path / "none.json")])
-    section = analyze_file(CONVERSATION, config)["results"]["speaker_recognition"]
-    assert set(section["speakers"]) == {"Speaker_1", "Speaker_2"}
+    result = analyze_file(CONVERSATION, config)
+    assert set(result["results"]["speaker_recognition"]["speakers"]) == {"Speaker_1", "Speaker_2"}
+    # The provenance records the profiles path: it must still be JSON (analyze --json).
+    recorded = json.loads(json.dumps(result))["provenance"]["parameters"]["detectors"]
+    assert str(tmp_path / "none.json") in [d.get("profiles_path") for d in recorded]
 
 
 def test_the_store_round_trips_and_removes(tmp_path: Path) -> None:

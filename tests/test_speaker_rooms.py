@@ -242,3 +242,16 @@ def test_the_overlap_model_loads_and_refuses_a_wrong_file(tmp_path: Path) -> Non
     OverlapModel(np.zeros(7, np.float32), 0.0).save(wrong)
     with pytest.raises(ValueError, match="expected 203"):
         load_model(wrong)
+
+
+@pytest.mark.parametrize("speakers", [0, 2, 3])
+def test_the_lean_overlap_probability_equals_the_feature_matrix_one(speakers: int) -> None:
+    """Files use frame_probability (no [n, 203] matrix): it must give what the model was
+    trained to give on features()."""
+    model = load_model()
+    rng = np.random.default_rng(speakers)
+    logmel = frame_logmel(rng.normal(0, 0.1, (300, 512)).astype(np.float32))
+    scores = rng.uniform(-1, 1, (300, speakers)).astype(np.float32) if speakers else None
+    expected = model.probability(features(logmel, scores))
+    assert model.frame_probability(logmel, scores) == pytest.approx(expected, abs=2e-5)
+    assert model.frame_probability(logmel[:0], None).shape == (0,)

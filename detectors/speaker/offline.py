@@ -42,7 +42,7 @@ from detectors.speaker.clustering import (
     unit,
 )
 from detectors.speaker.detector import SpeakerConfig, SpeakerHistory
-from detectors.speaker.overlap import features, load_model
+from detectors.speaker.overlap import load_model
 
 MIN_RUN_S = 0.5  # shorter single-speaker runs inside speech join a neighbour
 MIN_REGION_S = 0.1  # shorter speech regions are dropped
@@ -235,7 +235,7 @@ def _overlapped(
     if threshold >= 1.0 or scores.shape[1] < 2 or logmel is None or len(logmel) != len(scores):
         return None
     model = load_model()
-    flags: npt.NDArray[np.bool_] = model.probability(features(logmel, scores)) > threshold
+    flags: npt.NDArray[np.bool_] = model.frame_probability(logmel, scores) > threshold
     return flags
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from detectors.dsp import mel_filterbank
+
 MODEL_PATH = Path(__file__).resolve().parents[1] / "models" / "speaker_overlap.npz"
 N_MELS = 40
 N_FFT = 512  # one gate frame
@@ -30,10 +32,7 @@ Array = npt.NDArray[np.float32]
 
 @cache
 def _mel_basis() -> npt.NDArray[np.float64]:
-    import librosa  # heavy: files only
-
-    basis: npt.NDArray[np.float64] = librosa.filters.mel(sr=16000, n_fft=N_FFT, n_mels=N_MELS)
-    return basis
+    return mel_filterbank(16000, N_FFT, N_MELS)
 
 
 def frame_logmel(frames: npt.NDArray[np.float32]) -> Array:
@@ -75,6 +74,34 @@ class OverlapModel:
         """Probability of overlapped speech per row of ``x``."""
         z = np.clip(x @ self.weights + self.bias, -50, 50)
         p: Array = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        return p
+
+    def frame_probability(self, logmel: Array, scores: npt.NDArray[np.float32] | None) -> Array:
+        """``probability(features(logmel, scores))`` without building the [n, 203] feature
+        matrix: the model is linear, so each context offset's bands are projected on their
+        weights first (an hour of frames would otherwise take some 250 MB)."""
+        n = len(logmel)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        mean = logmel.mean(axis=0, dtype=np.float64)
+        std = logmel.std(axis=0, dtype=np.float64) + 1e-6
+        per_offset = self.weights[: N_MELS * len(OFFSETS)].reshape(len(OFFSETS), N_MELS)
+        scaled = (per_offset / std).astype(np.float32)  # [offsets, 40]
+        projected = logmel @ scaled.T - (scaled @ mean.astype(np.float32))  # [n, offsets]
+        padded = np.pad(projected, ((6, 6), (0, 0)), mode="edge")
+        z = np.full(n, self.bias, np.float32)
+        for i, k in enumerate(OFFSETS):
+            z += padded[6 + k : 6 + k + n, i]
+        if scores is not None and scores.shape[1] >= 2:
+            top2 = np.partition(scores, scores.shape[1] - 2, axis=1)[:, -2:]
+            best, second = top2.max(axis=1), top2.min(axis=1)
+            z += best * self.weights[-3] + (best - second) * self.weights[-2]
+        spread = np.empty(n, np.float32)
+        for lo in range(0, n, 65536):  # the per-frame spread of the normalised bands
+            chunk = (logmel[lo : lo + 65536] - mean) / std
+            spread[lo : lo + 65536] = chunk.std(axis=1)
+        z += spread * self.weights[-1]
+        p: Array = (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
         return p
 
     def save(self, path: Path) -> None:
