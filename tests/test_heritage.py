@@ -14,6 +14,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,7 @@ from detectors.heritage import (
     heritage_classification,
     load_model,
 )
-from detectors.heritage.model import DEFAULT_MODEL, card_path
+from detectors.heritage.model import DEFAULT_MODEL, LinearBranch, card_path, linear_path
 from stream.cli import main
 from stream.events import HERITAGE_CATEGORIES, HeritageClassified
 from tests.conftest import DATA, run_file
@@ -224,6 +226,53 @@ def test_a_model_file_holding_an_untrusted_type_is_refused_before_loading(tmp_pa
     card_path(path).write_text(json.dumps(card))
     with pytest.raises(ModelError, match=r"untrusted types.*system"):
         load_model(path)
+
+
+def test_the_arrays_of_a_model_predict_exactly_what_scikit_learn_predicts(tmp_path: Path) -> None:
+    arrays = load_model(DEFAULT_MODEL)
+    assert isinstance(arrays.estimators["music"], LinearBranch)  # no scikit-learn needed
+    # The same model with its arrays removed loads through skops and scikit-learn.
+    copy = tmp_path / "copy.skops"
+    shutil.copy(DEFAULT_MODEL, copy)
+    shutil.copy(card_path(DEFAULT_MODEL), card_path(copy))
+    sklearn_model = load_model(copy)
+    assert not isinstance(sklearn_model.estimators["music"], LinearBranch)
+    # Real training vectors and wild ones (the model is fed whatever the features give).
+    with np.load(DEFAULT_MODEL.with_name("heritage_base.npz")) as base:
+        x = base["x"][::7]
+    wild = np.random.default_rng(3).normal(0, 50, size=(64, x.shape[1]))
+    for vectors in (x, wild):
+        for calibrated in (True, False):
+            np.testing.assert_allclose(
+                arrays.predict(vectors, calibrated), sklearn_model.predict(vectors, calibrated),
+                rtol=0, atol=1e-10,
+            )  # fmt: skip
+
+
+def test_arrays_that_do_not_match_the_card_are_ignored(tmp_path: Path) -> None:
+    copy = tmp_path / "copy.skops"
+    shutil.copy(DEFAULT_MODEL, copy)
+    shutil.copy(card_path(DEFAULT_MODEL), card_path(copy))
+    shutil.copy(linear_path(DEFAULT_MODEL), linear_path(copy))
+    assert isinstance(load_model(copy).estimators["gate"], LinearBranch)
+    with np.load(linear_path(DEFAULT_MODEL)) as z:
+        tampered = {k: z[k] for k in z.files}
+    tampered["gate/intercept"] = tampered["gate/intercept"] + 5.0
+    np.savez_compressed(linear_path(copy), **tampered)
+    os.utime(copy, (1, 1))  # a new cache key for the loader
+    assert not isinstance(load_model(copy).estimators["gate"], LinearBranch)
+
+
+def test_file_analysis_does_not_import_scikit_learn() -> None:
+    code = (
+        "import sys; from pathlib import Path; from stream.analyze import analyze_file; "
+        f"analyze_file(Path({str(FIXTURES / 'opera.flac')!r})); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'skops')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_a_model_trained_on_other_vectors_is_refused(tmp_path: Path) -> None:

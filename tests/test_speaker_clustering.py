@@ -6,7 +6,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from detectors.speaker.clustering import OnlineClusterer, global_clusters, unit
+from detectors.speaker.clustering import (
+    OnlineClusterer,
+    global_clusters,
+    relabel_by_appearance,
+    unit,
+)
 from detectors.speaker.offline import Segment, absorb_small_clusters, online_count
 from stream.speaker_report import interruptions, rttm_lines, speaker_labels
 
@@ -129,3 +134,26 @@ def test_labels_and_rttm_lines() -> None:
 def test_clustering_too_few_windows(n: int) -> None:
     labels = global_clusters(voices(1)[:n], distance_threshold=0.3)
     assert labels.tolist() == [0] * n
+
+
+@pytest.mark.parametrize("n_speakers", [None, 2, 3, 5])
+def test_file_clustering_cuts_the_tree_scikit_learn_cuts(n_speakers: int | None) -> None:
+    """SciPy's average-linkage tree, cut as AgglomerativeClustering cuts it (same labels)."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    rng = np.random.default_rng(n_speakers or 0)
+    for _ in range(25):
+        k, n = int(rng.integers(1, 6)), int(rng.integers(6, 300))
+        centres = rng.normal(size=(k, 256))
+        noise = rng.normal(scale=rng.uniform(0.3, 2.0), size=(n, 256))
+        x = (centres[rng.integers(0, k, n)] + noise).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        threshold = float(rng.uniform(0.2, 0.9))
+        ours = global_clusters(x, distance_threshold=threshold, n_speakers=n_speakers)
+        reference = AgglomerativeClustering(
+            n_clusters=n_speakers,
+            metric="cosine",
+            linkage="average",
+            distance_threshold=None if n_speakers else threshold,
+        ).fit_predict(x)
+        assert np.array_equal(ours, relabel_by_appearance(np.asarray(reference)))

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detectors.heritage.model import DEFAULT_MODEL, ModelError, load_model
+from detectors.heritage.model import DEFAULT_MODEL, ModelError, linear_path, load_model
 
 SHIPPED = "shipped"
 REGISTRY_FILE = "registry.json"
@@ -112,6 +112,8 @@ class ModelRegistry:
         folder.mkdir(parents=True)
         shutil.move(str(staged), folder / "heritage.skops")
         shutil.move(str(staged.with_suffix(".json")), folder / "heritage.json")
+        if linear_path(staged).exists():
+            shutil.move(str(linear_path(staged)), linear_path(folder / "heritage.skops"))
         state = self._state()
         state.setdefault("versions", {})[name] = {
             "status": "inactive" if activate else "refused",

@@ -154,15 +154,18 @@ def global_clusters(
     if len(points) == 1:
         return np.zeros(n, dtype=np.int64)
     fixed = None if n_speakers is None else min(n_speakers, len(points))
-    from sklearn.cluster import AgglomerativeClustering  # heavy: whole-file clustering only
+    # SciPy's hierarchy: the same average-linkage tree as scikit-learn's
+    # AgglomerativeClustering, for a quarter of the import (0.24 s against 0.89 s).
+    from scipy.cluster.hierarchy import fcluster, linkage
 
-    model = AgglomerativeClustering(
-        n_clusters=fixed,
-        metric="cosine",
-        linkage="average",
-        distance_threshold=None if fixed is not None else distance_threshold,
-    )
-    labels = np.asarray(model.fit_predict(points), dtype=np.int64)[owner]
+    tree = linkage(points.astype(np.float64), method="average", metric="cosine")
+    tree[:, 2] = np.maximum(tree[:, 2], 0.0)  # rounding can give -1e-16 for equal points
+    if fixed is not None:
+        flat = fcluster(tree, t=fixed, criterion="maxclust")
+    else:
+        # Merge while the linkage distance is below the threshold (scikit-learn's rule).
+        flat = fcluster(tree, t=np.nextafter(distance_threshold, -np.inf), criterion="distance")
+    labels = np.asarray(flat, dtype=np.int64)[owner]
     return relabel_by_appearance(labels)
 
 
