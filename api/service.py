@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import jobs
+from api.identity import IdentityCache
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
 from api.security import signing_key
 from config.settings import Settings
@@ -115,6 +116,7 @@ class Service:
         self.db = Database(settings)
         self.blobs = BlobStore(settings.HERITAGE_DATA_DIR / "uploads")
         self.signing_key = signing_key(settings)
+        self.identities = IdentityCache(self.db, settings.IDENTITY_CACHE_SECONDS)
         self.metrics = ServiceMetrics(registry)
         self.on_complete = completion_hook(settings)
         self.queue: JobQueue = (

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         "127.0.0.0/8,::1/128",
         description="Comma-separated networks that may read /metrics without a token.",
     )
+    IDENTITY_CACHE_SECONDS: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="How long a token's user check is cached; a removal, disabling or "
+        "logout-all made by another process takes effect within this time.",
+    )
     LOGIN_MAX_ATTEMPTS: int = Field(5, ge=1, le=1000)
     LOGIN_LOCKOUT_SECONDS: int = Field(300, ge=1, le=86_400)
     WORKER_CONCURRENCY: int = Field(1, ge=1, le=64, description="Jobs a worker runs at once.")

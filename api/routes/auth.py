@@ -13,8 +13,8 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from api.deps import ServiceDep, client_address, errors
-from api.security import Principal, issue_token, verify_password
+from api.deps import AnyCaller, ServiceDep, audit, client_address, errors
+from api.security import MIN_PASSWORD, TokenClaims, hash_password, issue_token, verify_password
 from api.service import Service
 from sinks.store import AuditEntry, User
 from sinks.store.models import utcnow
@@ -78,8 +78,48 @@ async def login(body: LoginRequest, request: Request, service: ServiceDep) -> To
         raise HTTPException(
             401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
         )
-    lifetime = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
-    token = issue_token(Principal(user.username, user.role, "user"), service.signing_key, lifetime)
+    return _token_for(service, user)
+
+
+def _token_for(service: Service, user: User) -> TokenResponse:
+    lifetime = timedelta(minutes=service.settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    claims = TokenClaims(user_id=user.id, username=user.username, version=user.token_version)
+    token = issue_token(claims, user.role, service.signing_key, lifetime)
     return TokenResponse(
         access_token=token, expires_in=int(lifetime.total_seconds()), role=user.role
     )
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=MIN_PASSWORD, max_length=1024)
+
+
+@router.post("/password", response_model=TokenResponse, responses=errors(400, 401, 403, 422, 429))
+async def change_password(
+    body: PasswordChange, request: Request, principal: AnyCaller, service: ServiceDep
+) -> TokenResponse:
+    """Change the caller's password. Every token issued before is revoked; a new one is
+    returned. API keys have no password (403)."""
+    if principal.kind != "user":
+        raise HTTPException(403, "an API key has no password to change")
+    async with service.db.session() as session:
+        user = await session.scalar(select(User).where(User.username == principal.name))
+    if user is None or not verify_password(body.current_password, user.password_hash):
+        await audit(
+            service,
+            AuditEntry(action="login", actor=principal.name, address=client_address(request),
+                       ok=False, detail="password change: wrong current password"),
+        )  # fmt: skip
+        raise HTTPException(401, "wrong current password", headers={"WWW-Authenticate": "Bearer"})
+    new_hash = hash_password(body.new_password)
+    async with service.db.session() as session:
+        user = await session.get(User, user.id)
+        if user is None:
+            raise HTTPException(401, "the user no longer exists")
+        user.password_hash = new_hash
+        user.token_version += 1
+        session.add(AuditEntry(action="user.password", actor=principal.name,
+                               address=client_address(request), target=principal.name))  # fmt: skip
+    service.identities.invalidate(user.id)
+    return _token_for(service, user)
