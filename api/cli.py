@@ -124,16 +124,16 @@ async def serve(
 
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, uvicorn_config
     from stream.runtime import Runtime
 
     runtime = Runtime(config, settings)
     app = create_app(settings, runtime, migrate=migrate, relay_pattern=relay_pattern)
     server = uvicorn.Server(
-        uvicorn.Config(
+        uvicorn_config(
             app,
-            host=host,
-            port=port,
+            host,
+            port,
             log_config=None,
             ws_ping_interval=20,
             # Inside the units' 30 s stop timeout: requests still open then are cut.

@@ -36,7 +36,7 @@ _DESCRIPTIONS = {
     413: "The upload is larger than the configured limit.",
     415: "Not multipart/form-data, or not a recognised audio file.",
     422: "Invalid input; the reason names it.",
-    429: "Too many failed logins; retry after the given delay.",
+    429: "Too many failed logins, or too many logins at once; retry after the given delay.",
     503: "The database or another dependency is unavailable; retry after the given delay.",
 }
 

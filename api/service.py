@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import jobs
+from api.guard import PasswordPool
 from api.identity import IdentityCache
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
 from api.security import signing_key
@@ -117,6 +118,7 @@ class Service:
         self.blobs = BlobStore(settings.HERITAGE_DATA_DIR / "uploads")
         self.signing_key = signing_key(settings)
         self.identities = IdentityCache(self.db, settings.IDENTITY_CACHE_SECONDS)
+        self.passwords = PasswordPool(settings.PASSWORD_HASH_THREADS, settings.PASSWORD_HASH_QUEUE)
         self.metrics = ServiceMetrics(registry)
         self.on_complete = completion_hook(settings)
         self.queue: JobQueue = (
@@ -148,6 +150,7 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._upkeep
         await self.queue.stop()
+        self.passwords.close()
         await self.db.close()
 
     async def submit_file(

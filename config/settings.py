@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     )
     LOGIN_MAX_ATTEMPTS: int = Field(5, ge=1, le=1000)
     LOGIN_LOCKOUT_SECONDS: int = Field(300, ge=1, le=86_400)
+    PASSWORD_HASH_THREADS: int = Field(
+        1, ge=1, le=64, description="Threads that check passwords (Argon2) in an API process."
+    )
+    PASSWORD_HASH_QUEUE: int = Field(
+        16, ge=0, le=10_000, description="Password checks that may wait; past it, 429."
+    )
+    FORWARDED_ALLOW_IPS: str = Field(
+        "",
+        description="Comma-separated proxy addresses (or networks) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: none, the peer's address is the client's.",
+    )
     WORKER_CONCURRENCY: int = Field(1, ge=1, le=64, description="Jobs a worker runs at once.")
     METRICS_PORT: int | None = Field(
         None,
