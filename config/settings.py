@@ -49,6 +49,19 @@ class Settings(BaseSettings):
         None, description="Key of the callback's HMAC-SHA256 signature (defaults to SECRET_KEY)."
     )
     HERITAGE_DATA_DIR: Path = Path("data")
+    HERITAGE_SPOOL_FSYNC: Literal["always", "interval", "never"] = Field(
+        "interval",
+        description=(
+            "When event spools are forced to disk: each batch (always), every "
+            "HERITAGE_SPOOL_FSYNC_INTERVAL_S (interval) or when the kernel likes (never)."
+        ),
+    )
+    HERITAGE_SPOOL_FSYNC_INTERVAL_S: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Most seconds of spooled events a power cut can lose with fsync=interval.",
+    )
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(60, ge=1, le=7 * 24 * 60)
     MAX_UPLOAD_MB: int = Field(500, ge=1, le=100_000, description="Largest accepted upload.")
     METRICS_ALLOW_NETWORKS: str = Field(
