@@ -48,6 +48,18 @@ class Settings(BaseSettings):
     MAXXI_CALLBACK_SECRET: SecretStr | None = Field(
         None, description="Key of the callback's HMAC-SHA256 signature (defaults to SECRET_KEY)."
     )
+    MAXXI_CALLBACK_RETRY_FOR_S: float = Field(
+        86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="How long a failing callback is retried before it becomes a dead letter.",
+    )
+    MAXXI_CALLBACK_BACKOFF_S: float = Field(
+        5.0, gt=0, le=3600, description="First wait before retrying a failed callback."
+    )
+    MAXXI_CALLBACK_MAX_BACKOFF_S: float = Field(
+        600.0, gt=0, le=86_400, description="Longest wait between retries of a callback."
+    )
     HERITAGE_DATA_DIR: Path = Path("data")
     HERITAGE_SPOOL_FSYNC: Literal["always", "interval", "never"] = Field(
         "interval",
