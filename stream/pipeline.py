@@ -20,6 +20,7 @@ from prometheus_client import Histogram
 
 from config.pipeline import PipelineConfig
 from detectors import AnyDetectorConfig, Detector, build_detector
+from detectors.base import ChannelResources
 from sinks.metrics import Metrics
 from stream.clock import SampleClock
 from stream.events import Event, Heartbeat, SourceState, SourceStatus, stamp
@@ -85,6 +86,7 @@ class ChannelChain:
         self._resampler = Resampler(in_rate, out_rate)
         self._recorder = recorder
         self._stages: list[_Stage] = []
+        resources = ChannelResources()
         for config in detectors:
             detector = build_detector(config, channel, out_rate)
             window, hop = detector.window_samples()
@@ -92,6 +94,8 @@ class ChannelChain:
             windower.reset(position)
             timer = metrics.window_seconds.labels(config.type) if metrics else None
             self._stages.append(_Stage(windower, detector, timer))
+        for stage in self._stages:
+            stage.detector.attach(resources)  # e.g. one Silero pass for the VAD and speaker gate
 
     @property
     def t(self) -> float:
