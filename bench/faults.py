@@ -17,7 +17,9 @@ spool drops heritage_spool_dropped_events_total: losses the daemon counted itsel
 Cases: redis-killed (SIGKILL, down --redis-down-s, 600 for the issue's 10 minutes),
 redis-frozen (SIGSTOP for --freeze-s, 30 by default), daemon-killed (SIGKILL while
 its spool holds --spool-s of events, then Redis and a new daemon start), spool-disk-full
-(the spool on a 1 MiB tmpfs while Redis is down; needs root to mount).
+(the spool on a 1 MiB tmpfs while Redis is down; needs root to mount), capture-device
+(a PulseAudio null sink captured through its monitor, unloaded for --device-gone-s and
+loaded again; recovery is until the source reports "recovered").
 
 Usage: python bench/faults.py [--cases redis-killed,redis-frozen,...] [--redis-down-s 60]
 """
@@ -66,6 +68,20 @@ close_timeout_s = 10.0
 """
 
 
+DEMO_SOURCES = "\n".join(f'[[sources]]\ntype = "demo"\nname = "ch{i + 1}"' for i in range(SOURCES))
+DEVICE_SOURCE = """
+[[sources]]
+type = "sounddevice"
+name = "monitor"
+device = "pulse"
+sample_rate = 48000
+block_size = 960
+stall_timeout_s = 1.5
+retry_initial_s = 0.25
+retry_max_s = 1.0
+"""
+
+
 class RedisProcess:
     """redis-server on a port of its own, with an always-fsynced append-only file."""
 
@@ -111,12 +127,17 @@ class RedisProcess:
 class Daemon:
     """``heritage-audio daemon`` with the two sinks above; its /metrics on a port of its own."""
 
-    def __init__(self, work: Path, redis_url: str, spool: Path) -> None:
+    def __init__(
+        self,
+        work: Path,
+        redis_url: str,
+        spool: Path,
+        sources: str = DEMO_SOURCES,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.jsonl = work / "produced.jsonl"
         self.config = work / "pipeline.toml"
-        sources = "\n".join(
-            f'[[sources]]\ntype = "demo"\nname = "ch{i + 1}"' for i in range(SOURCES)
-        )
+        self.env = env or {}
         self.config.write_text(
             CONFIG.format(sources=sources, jsonl=self.jsonl, url=redis_url, spool=spool)
         )
@@ -132,6 +153,7 @@ class Daemon:
             "HERITAGE_DATA_DIR": str(self.data),
             "METRICS_PORT": str(self.metrics_port),
             "HOST": "127.0.0.1",
+            **self.env,
         }
         env.pop("REDIS_HOST", None)
         with self.log.open("ab") as log:
@@ -222,6 +244,83 @@ def _tally(outcome: Outcome, daemon: Daemon, server: RedisProcess) -> Outcome:
     if extra := len(set(delivered) - produced):
         outcome.notes.append(f"{extra} delivered but not in the JSON-lines file")
     return outcome
+
+
+def _statuses(daemon: Daemon, state: str) -> int:
+    return sum(
+        1
+        for line in daemon.jsonl.read_text().splitlines()
+        if '"source.status"' in line and f'"state":"{state}"' in line
+    )
+
+
+def _pulse_answers() -> bool:
+    return subprocess.run(["pactl", "info"], check=False, capture_output=True).returncode == 0
+
+
+def _pactl(*args: str) -> str:
+    return subprocess.run(
+        ["pactl", *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def capture_device(work: Path, gone_s: float) -> Outcome:
+    outcome = Outcome("capture device removed (PulseAudio null sink unloaded), restored", gone_s)
+    if subprocess.run(["pulseaudio", "--check"], check=False).returncode != 0:
+        subprocess.run(
+            ["pulseaudio", "-D", "--exit-idle-time=-1", "--disallow-exit"],
+            check=False, capture_output=True,
+        )  # fmt: skip
+        _wait(_pulse_answers, 10, "no PulseAudio server")
+    name = f"faults_{os.getpid()}"
+
+    def load() -> str:
+        return _pactl("load-module", "module-null-sink", f"sink_name={name}", "rate=48000",
+                      "channels=1")  # fmt: skip
+
+    module = load()
+    server = RedisProcess(work)
+    daemon = Daemon(
+        work, server.url, work / "spool", DEVICE_SOURCE, {"PULSE_SOURCE": f"{name}.monitor"}
+    )
+    # An idle null sink's monitor stalls (the daemon reports that as a loss too): keep
+    # the demo scene playing into it.
+    player = _play(name)
+    server.start()
+    try:
+        daemon.start()
+        _wait(lambda: _statuses(daemon, "running"), 30, "capture did not start")
+        time.sleep(3)
+        recovered = _statuses(daemon, "recovered")
+        _pactl("unload-module", module)
+        _wait(lambda: _statuses(daemon, "lost"), 30, "the loss was not reported")
+        player.terminate()  # PulseAudio moved it to another sink: it has done its part
+        player.wait(10)
+        time.sleep(gone_s)
+        module = load()
+        player = _play(name)
+        outcome.recovery_s = _wait(
+            lambda: _statuses(daemon, "recovered") > recovered, 60, "capture did not resume"
+        )
+        time.sleep(3)
+        outcome.notes.append(
+            f"recovery: until the source reports recovered; {_statuses(daemon, 'lost')} "
+            "lost / recovered pair(s) reported"
+        )
+        daemon.stop()
+        return _tally(outcome, daemon, server)
+    finally:
+        player.kill()
+        player.wait()
+        daemon.kill()
+        server.kill()
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _pactl("unload-module", module)
+
+
+def _play(sink: str) -> subprocess.Popen[bytes]:
+    scene = ROOT / "stream" / "data" / "demo.flac"
+    return subprocess.Popen(["paplay", "--latency-msec=20", f"--device={sink}", str(scene)])
 
 
 def _connected(daemon: Daemon) -> bool:
@@ -328,18 +427,21 @@ def spool_disk_full(work: Path, down_s: float) -> Outcome:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
-        "--cases", default="redis-killed,redis-frozen,daemon-killed,spool-disk-full"
+        "--cases",
+        default="redis-killed,redis-frozen,daemon-killed,spool-disk-full,capture-device",
     )
     parser.add_argument("--redis-down-s", type=float, default=60.0)
     parser.add_argument("--freeze-s", type=float, default=30.0)
     parser.add_argument("--spool-s", type=float, default=30.0)
     parser.add_argument("--disk-full-s", type=float, default=60.0)
+    parser.add_argument("--device-gone-s", type=float, default=10.0)
     args = parser.parse_args()
     cases: dict[str, Callable[[Path], Outcome]] = {
         "redis-killed": lambda w: redis_killed(w, args.redis_down_s),
         "redis-frozen": lambda w: redis_frozen(w, args.freeze_s),
         "daemon-killed": lambda w: daemon_killed(w, args.spool_s),
         "spool-disk-full": lambda w: spool_disk_full(w, args.disk_full_s),
+        "capture-device": lambda w: capture_device(w, args.device_gone_s),
     }
     print(f"# {time.strftime('%Y-%m-%d')} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; {SOURCES} demo sources, level detector")  # fmt: skip
