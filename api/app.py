@@ -26,8 +26,10 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import health, live
 from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
+from api.headers import SecurityHeaders
 from api.routes import auth, corrections, maxxi, tasks
 from api.service import DB_ERRORS, Service
+from api.uploads import storage_full
 from config.settings import Settings
 from config.version import VERSION
 from sinks.redis_streams import redis_url_from_settings
@@ -45,6 +47,7 @@ def create_app(
     *,
     migrate: bool = True,
     relay_pattern: str | None = None,
+    live_open: bool | None = None,
 ) -> FastAPI:
     """Build the app; its lifespan starts the analysis service and ``runtime``.
 
@@ -52,6 +55,8 @@ def create_app(
     ``run``); ``False`` only checks it and refuses to start if it is behind (``api``).
     ``relay_pattern``: with Redis configured, follow the streams of this key pattern
     and serve their events on the WebSocket hub (``api``, fed by capture daemons).
+    ``live_open``: ``/ws/events`` without a token (default: in development only; the
+    CLI passes ``False`` for a development server on a non-loopback address).
     """
 
     service = Service(settings, runtime.metrics.registry)
@@ -85,11 +90,12 @@ def create_app(
         version=VERSION,
         summary="Real-time audio analysis for museums, exhibitions and sound archives.",
         lifespan=lifespan,
-        docs_url="/docs" if settings.ENVIRONMENT != "production" else None,
+        docs_url="/docs" if settings.docs_enabled else None,
         redoc_url=None,
     )
     app.state.settings = settings
     app.state.runtime = runtime
+    app.state.live_open = settings.ENVIRONMENT == "development" if live_open is None else live_open
     for router in (
         health.router,
         auth.router,
@@ -101,6 +107,11 @@ def create_app(
         app.include_router(router)
 
     async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if storage_full(exc):
+            service.storage_full_seen()
+            logger.error("%s %s: storage full (%s)", request.method, request.url.path, exc)
+            return JSONResponse({"detail": "storage full: retry when space has been freed"},
+                                status_code=507)  # fmt: skip
         logger.warning("%s %s: database unavailable (%s)", request.method, request.url.path, exc)
         service.metrics.database_up.set(0)
         return JSONResponse(
@@ -138,6 +149,8 @@ def create_app(
             200: {"content": {"text/plain": {}}, "description": "Prometheus text format."},
             **errors(401, 403),
         },
+        # Open to METRICS_ALLOW_NETWORKS ({}: no credentials), else a token or a key.
+        openapi_extra={"security": [{}, {"HTTPBearer": []}, {"APIKeyHeader": []}]},
     )
     async def metrics(request: Request, svc: ServiceDep) -> Response:
         """Prometheus metrics: open to METRICS_ALLOW_NETWORKS, else any authenticated caller."""
@@ -151,7 +164,8 @@ def create_app(
 
 
 def _add_middleware(app: FastAPI, settings: Settings, service: Service) -> None:
-    """Request metrics and, from ``FORWARDED_ALLOW_IPS`` only, proxy headers."""
+    """Request metrics, security headers and, from ``FORWARDED_ALLOW_IPS`` only, proxy
+    headers (added last, so it runs first and every later step sees the client's address)."""
 
     @app.middleware("http")
     async def count_requests(
@@ -164,6 +178,7 @@ def _add_middleware(app: FastAPI, settings: Settings, service: Service) -> None:
         service.metrics.http_duration.labels(route).observe(time.perf_counter() - started)
         return response
 
+    app.add_middleware(SecurityHeaders, docs_path=app.docs_url)
     if settings.FORWARDED_ALLOW_IPS.strip():
         # Only these peers may say who the client is; uvicorn's own handling (which
         # trusts 127.0.0.1 unless told otherwise) is off: see uvicorn_config().

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import logging
 import socket
 import sys
@@ -40,8 +41,7 @@ def add_parsers(sub: Any) -> None:
         description="All in one process: sources, detectors, HTTP API, WebSocket and dashboard.",
     )
     add_source_options(run)
-    run.add_argument("--host", help="address to listen on (default: $HOST)")
-    run.add_argument("--port", type=int, help="port to listen on (default: $PORT)")
+    _add_listen_options(run)
 
     api = sub.add_parser(
         "api",
@@ -49,8 +49,7 @@ def add_parsers(sub: Any) -> None:
         description="The file-analysis API, MAXXI endpoints, health, metrics and WebSocket "
         "hub. The database schema must be current (`heritage-audio db upgrade`).",
     )
-    api.add_argument("--host", help="address to listen on (default: $HOST)")
-    api.add_argument("--port", type=int, help="port to listen on (default: $PORT)")
+    _add_listen_options(api)
 
     worker = sub.add_parser(
         "worker",
@@ -95,6 +94,50 @@ def add_parsers(sub: Any) -> None:
     revoke.add_argument("name")
 
 
+def _add_listen_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        help="address to listen on (default: $HOST, else 127.0.0.1 in development, 0.0.0.0)",
+    )
+    parser.add_argument("--port", type=int, help="port to listen on (default: $PORT)")
+    parser.add_argument(
+        "--insecure-open",
+        action="store_true",
+        help="in development, serve /ws/events without a token on a non-loopback address",
+    )
+
+
+def live_open(settings: Settings, host: str, insecure_open: bool) -> bool:
+    """Whether ``/ws/events`` may be read without a token.
+
+    Only in development, and only on a loopback address unless ``--insecure-open``
+    says otherwise (with a warning): a development server on the network must not
+    stream a museum's microphones to anyone who asks.
+    """
+    if settings.ENVIRONMENT != "development":
+        if insecure_open:
+            logger.warning("--insecure-open is ignored outside development")
+        return False
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return True
+    if insecure_open:
+        logger.warning(
+            "--insecure-open: anyone who can reach %s may watch live events without a token",
+            host,
+        )
+        return True
+    logger.warning(
+        "development server on %s: /ws/events asks for a token (?token=...); "
+        "--insecure-open serves it without one",
+        host,
+    )
+    return False
+
+
 async def _checked_database(settings: Settings) -> Database:
     """The database, if it answers and its schema is current; else a clear error."""
     db = Database(settings, pooled=False)
@@ -118,6 +161,7 @@ async def serve(
     migrate: bool = True,
     stop_with_sources: bool = True,
     relay_pattern: str | None = None,
+    insecure_open: bool = False,
 ) -> int:
     """Serve the app until interrupted (or, with ``stop_with_sources``, until sources end)."""
     import asyncio
@@ -128,7 +172,10 @@ async def serve(
     from stream.runtime import Runtime
 
     runtime = Runtime(config, settings)
-    app = create_app(settings, runtime, migrate=migrate, relay_pattern=relay_pattern)
+    app = create_app(
+        settings, runtime, migrate=migrate, relay_pattern=relay_pattern,
+        live_open=live_open(settings, host, insecure_open),
+    )  # fmt: skip
     server = uvicorn.Server(
         uvicorn_config(
             app,
@@ -166,7 +213,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     config = pipeline_config(args, settings)
     check_sources(config)
     return asyncio.run(
-        serve(settings, config, args.host or settings.HOST, args.port or settings.PORT)
+        serve(
+            settings,
+            config,
+            args.host or settings.bind_host,
+            args.port or settings.PORT,
+            insecure_open=args.insecure_open,
+        )
     )
 
 
@@ -183,8 +236,9 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     config = config.model_copy(update={"sources": [], "sinks": []})
     return asyncio.run(
         serve(
-            settings, config, args.host or settings.HOST, args.port or settings.PORT,
+            settings, config, args.host or settings.bind_host, args.port or settings.PORT,
             migrate=False, stop_with_sources=False, relay_pattern=key_pattern(template),
+            insecure_open=args.insecure_open,
         )
     )  # fmt: skip
 

@@ -7,7 +7,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.requests import HTTPConnection
@@ -38,18 +39,26 @@ _DESCRIPTIONS = {
     422: "Invalid input; the reason names it.",
     429: "Too many failed logins, or too many logins at once; retry after the given delay.",
     503: "The database or another dependency is unavailable; retry after the given delay.",
+    507: "Storage full: the server has no room to store this; retry later.",
 }
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route can answer (503 always)."""
+    """OpenAPI ``responses`` for the error statuses a route can answer (503 and 507
+    always: any request may write, if only to the audit log)."""
     return {
         code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]}
-        for code in sorted({*codes, 503})
+        for code in sorted({*codes, 503, 507})
     }
 
 
 AUTH_ERRORS = (401, 403)
+BEARER = HTTPBearer(
+    auto_error=False, bearerFormat="JWT", description="An access token from /api/v1/auth/login."
+)
+API_KEY = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="A key from `heritage-audio keys create`."
+)
 
 
 def service_of(request: Request) -> Service:
@@ -132,10 +141,16 @@ async def authenticate(
     return Principal(name=identity.username, role=identity.role, kind="user")
 
 
-def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
+def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting the given roles (every role when none are given)."""
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(
+        request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+        _key: Annotated[str | None, Security(API_KEY)],
+    ) -> Principal:
+        # The two parameters only declare the schemes in OpenAPI (each route's
+        # "security": a Bearer token or an X-API-Key); authenticate() reads the headers.
         principal = await authenticate(request, service_of(request))
         if roles and principal.role not in roles:
             raise HTTPException(403, f"role {principal.role!r} may not do this")

@@ -30,6 +30,7 @@ router = APIRouter(tags=["operations"])
 _BAD_SOURCE_STATES = {"lost", "error"}
 CHECK_TIMEOUT_S = 2.0
 RETRY_AFTER_S = "10"
+REQUIRED = ("database", "redis")
 HealthState = Literal["healthy", "degraded", "unhealthy"]
 
 
@@ -178,11 +179,15 @@ async def get_health(request: Request) -> JSONResponse:
         probes.append(_check("redis", _redis_ping(settings)))
     checks = dict(await asyncio.gather(*probes))
     checks.setdefault("redis", Check(status="off", detail="REDIS_HOST is not set"))
+    storage = service.storage.state()
+    checks["storage"] = Check(status="down" if storage.full else "ok", detail=storage.detail)
     job_health, maxxi = await asyncio.gather(_jobs(service), _maxxi(service))
     sources = runtime.sources_status()
     system = _system_metrics(settings.HERITAGE_DATA_DIR)
     score = health_score(sources, system, checks, job_health.workers)
-    down = any(c.status == "down" for c in checks.values())
+    # Without the database (or a configured Redis) nothing works: 503. A full disk
+    # refuses uploads (507) but reads still work: it lowers the score.
+    down = any(checks[name].status == "down" for name in REQUIRED if name in checks)
     state: HealthState = (
         "unhealthy" if down or score < 50 else "healthy" if score >= 80 else "degraded"
     )

@@ -10,7 +10,8 @@ Protocol:
   speaker, category, level), then live events as they happen.
 - Each client has a bounded queue; a client that cannot keep up loses its
   oldest events (counted), never slowing the others.
-- Outside ``development`` the client authenticates with ``?token=<JWT>``, an
+- Outside ``development`` (and in development on a non-loopback address, unless
+  started with ``--insecure-open``) the client authenticates with ``?token=<JWT>``, an
   ``Authorization: Bearer`` header or ``X-API-Key``; otherwise it is closed with 1008.
 - Close codes: 1000 the stream ended; 1007 a message that is not JSON;
   1008 an invalid filter or action, or no valid credentials (the reason says
@@ -28,7 +29,6 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from api.deps import authenticate
-from config.settings import Settings
 from sinks.bus import Subscription
 from sinks.hub import EventFilter, FilterError
 from stream.runtime import Runtime
@@ -71,9 +71,9 @@ async def _read_filters(websocket: WebSocket, runtime: Runtime, sub: Subscriptio
 
 
 async def _authorised(websocket: WebSocket) -> bool:
-    """Outside ``development`` a token (``?token=`` or ``Authorization``) or API key is required."""
-    settings: Settings = websocket.app.state.settings
-    if settings.ENVIRONMENT == "development":
+    """A token (``?token=`` or ``Authorization``) or API key is required, except on a
+    development server on a loopback address (or opened with ``--insecure-open``)."""
+    if websocket.app.state.live_open:
         return True
     service = getattr(websocket.app.state, "service", None)
     try:

@@ -70,7 +70,7 @@ def signing_key(settings: Settings) -> str:
         return settings.SECRET_KEY.get_secret_value()
     path = settings.HERITAGE_DATA_DIR / "secret_key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_private(path, secrets.token_urlsafe(48))
     return path.read_text(encoding="ascii").strip()
 

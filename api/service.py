@@ -19,10 +19,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import jobs
+from api.filenames import xml_safe
 from api.guard import PasswordPool
 from api.identity import IdentityCache
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
 from api.security import signing_key
+from api.storage import UploadStorage, is_referenced, referenced_blobs
 from config.settings import Settings
 from detectors.files import file_sha256
 from sinks.store import BlobStore, Database, Task, upgrade
@@ -105,6 +107,8 @@ def completion_hook(
 
         connector = MAXXIConnector(settings)
         export = connector.format_for_maxxi(document)
+        if settings.MAXXI_OUTPUT_FORMAT == "xml":  # any stored text must serialise
+            export = xml_safe(export)
         await asyncio.to_thread(connector.store_in_archive, export)
         if not settings.MAXXI_CALLBACK_URL:
             return False
@@ -121,6 +125,7 @@ class Service:
         self.settings = settings
         self.db = Database(settings)
         self.blobs = BlobStore(settings.HERITAGE_DATA_DIR / "uploads")
+        self.storage = UploadStorage(self.blobs)
         self.signing_key = signing_key(settings)
         self.identities = IdentityCache(self.db, settings.IDENTITY_CACHE_SECONDS)
         self.passwords = PasswordPool(settings.PASSWORD_HASH_THREADS, settings.PASSWORD_HASH_QUEUE)
@@ -143,6 +148,10 @@ class Service:
             await asyncio.to_thread(upgrade, self.settings)
         await self.db.check_schema()
         self.database_ok = True
+        temps, stored = await asyncio.to_thread(self.storage.sweep, await referenced_blobs(self.db))
+        if temps or stored:
+            logger.info("start-up: removed %d half-received and %d unreferenced upload files",
+                        temps, stored)  # fmt: skip
         await self.queue.start()
         # Jobs a crash left running, and every queued job (a restarted broker may have
         # lost its messages; a duplicate delivery is harmless), go back to the queue.
@@ -164,6 +173,18 @@ class Service:
         await self.queue.stop()
         self.passwords.close()
         await self.db.close()
+
+    def storage_full_seen(self) -> None:
+        self.storage.full_seen()
+
+    async def discard_unreferenced(self, sha256: str) -> None:
+        """Remove a stored upload whose task was not recorded, unless a task names it;
+        with the database down it stays, for the start-up sweep."""
+        try:
+            if not await is_referenced(self.db, sha256):
+                self.blobs.remove(sha256)
+        except DB_ERRORS as exc:
+            logger.warning("upload %s kept for the start-up sweep: %s", sha256[:12], exc)
 
     async def submit_file(
         self,

@@ -11,7 +11,9 @@ SHA-256 is computed, and reading stops with 413 the moment the limit is passed
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +24,7 @@ from fastapi import HTTPException, Request
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from api.filenames import escaped, normalise
 from sinks.store import BlobStore
 
 FILE_FIELD = "audio_file"
@@ -35,6 +38,28 @@ class UploadRejected(HTTPException):
     """An upload refused with a status and a reason for the client."""
 
 
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk or quota is full."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in STORAGE_FULL_ERRNOS:
+            return True
+        if "database or disk is full" in str(seen):  # SQLite's words for it
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class StorageFull(UploadRejected):
+    """507: the upload could not be written; nothing of it is kept."""
+
+    def __init__(self) -> None:
+        super().__init__(507, "storage full: the upload could not be stored; try again later")
+
+
 @dataclass
 class Upload:
     """A received file (durable under its hash) and the form's other fields."""
@@ -44,6 +69,8 @@ class Upload:
     filename: str
     path: Path
     fields: dict[str, str] = field(default_factory=dict)
+    original_filename: str = ""  # as the client sent it, escaped (api.filenames.escaped)
+    created: bool = False  # the blob is new: a refusal after this point removes it
 
 
 class _Receiver:
@@ -55,6 +82,7 @@ class _Receiver:
         self.fields: dict[str, str] = {}
         self.file: tuple[BinaryIO, Path] | None = None
         self.filename = ""
+        self.original_filename = ""
         self.size = 0
         self.digest = hashlib.sha256()
         self.pending = bytearray()  # file bytes parsed but not yet hashed and written
@@ -92,8 +120,9 @@ class _Receiver:
             if self.file is not None:
                 raise UploadRejected(422, f"send one {FILE_FIELD!r} per request")
             self._is_file = True
-            raw = options.get(b"filename", b"upload")
-            self.filename = Path(raw.decode("utf-8", "replace").replace("\\", "/")).name[:255]
+            raw = options.get(b"filename", b"upload").decode("utf-8", "replace")
+            self.filename = normalise(raw)
+            self.original_filename = escaped(raw)
             self.file = self.blobs.incoming()
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -130,8 +159,18 @@ class _Receiver:
             self.file = None
 
 
-async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int) -> Upload:
-    """Parse a ``multipart/form-data`` request body into a durable blob and its fields."""
+async def receive_upload(
+    request: Request,
+    blobs: BlobStore,
+    max_bytes: int,
+    check_fields: Callable[[dict[str, str]], object] | None = None,
+) -> Upload:
+    """Parse a ``multipart/form-data`` request body into a durable blob and its fields.
+
+    ``check_fields`` (raising ``HTTPException``) runs before the file is kept: a refused
+    form leaves nothing behind. Nor does any other refusal: the partial file is removed
+    on every way out, and a full disk is 507.
+    """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
@@ -154,15 +193,23 @@ async def receive_upload(request: Request, blobs: BlobStore, max_bytes: int) -> 
             raise UploadRejected(422, f"the form has no {FILE_FIELD!r} file part")
         if receiver.size == 0:
             raise UploadRejected(422, "the uploaded file is empty")
+        if check_fields is not None:
+            check_fields(receiver.fields)
         handle, temp = receiver.file
         handle.flush()
         await asyncio.to_thread(check_audio, temp)
         sha256 = receiver.digest.hexdigest()
+        existed = blobs.path(sha256).exists()
         path = await asyncio.to_thread(blobs.commit, handle, temp, sha256)
         receiver.file = None
-        return Upload(sha256, receiver.size, receiver.filename, path, receiver.fields)
+        return Upload(sha256, receiver.size, receiver.filename, path, receiver.fields,
+                      receiver.original_filename, created=not existed)  # fmt: skip
     except MultipartParseError as exc:
         raise UploadRejected(422, f"malformed multipart body ({exc})") from None
+    except OSError as exc:
+        if storage_full(exc):
+            raise StorageFull from None
+        raise
     finally:
         receiver.discard()
 
@@ -177,12 +224,18 @@ def _callbacks(receiver: _Receiver) -> dict[str, object]:
     }  # fmt: skip
 
 
+def _reason(exc: Exception) -> str:
+    """libsndfile's own words, without the file's path (which names the server's disk)."""
+    reason = getattr(exc, "error_string", None)
+    return str(reason) if reason else "unreadable"
+
+
 def check_audio(path: Path) -> None:
     """Refuse what libsndfile cannot decode (415) or what holds no usable audio (422)."""
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise UploadRejected(415, f"not a recognised audio file ({exc})") from None
+        raise UploadRejected(415, f"not a recognised audio file ({_reason(exc)})") from None
     if info.frames <= 0:
         raise UploadRejected(422, "the file holds no audio frames")
     if not 1000 <= info.samplerate <= MAX_RATE:
@@ -198,6 +251,6 @@ def check_audio(path: Path) -> None:
                 if len(tail) == 0:
                     raise UploadRejected(422, "the file is truncated")
     except sf.LibsndfileError as exc:
-        raise UploadRejected(422, f"the audio data cannot be decoded ({exc})") from None
+        raise UploadRejected(422, f"the audio data cannot be decoded ({_reason(exc)})") from None
     if len(head) == 0 or not np.isfinite(head).any():
         raise UploadRejected(422, "the audio data cannot be decoded")

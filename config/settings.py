@@ -24,7 +24,11 @@ class Settings(BaseSettings):
     )
 
     ENVIRONMENT: Literal["development", "testing", "staging", "production"] = "development"
-    HOST: str = "0.0.0.0"  # noqa: S104 - a service binds all interfaces by default
+    HOST: str | None = Field(
+        None,
+        description="Address to listen on; unset: 127.0.0.1 in development (a laptop's demo "
+        "is not on the network), 0.0.0.0 in every other environment.",
+    )
     PORT: int = Field(8000, ge=1, le=65535)
     DEBUG: bool = False
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -100,6 +104,11 @@ class Settings(BaseSettings):
         description="Comma-separated proxy addresses (or networks) whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed; empty: none, the peer's address is the client's.",
     )
+    API_DOCS: bool | None = Field(
+        None,
+        description="Serve the interactive API docs at /docs; unset: only in development "
+        "(/openapi.json is always served).",
+    )
     WORKER_CONCURRENCY: int = Field(1, ge=1, le=64, description="Jobs a worker runs at once.")
     METRICS_PORT: int | None = Field(
         None,
@@ -125,6 +134,18 @@ class Settings(BaseSettings):
                     "SECRET_KEY must be at least 32 characters (it signs access tokens)"
                 )
         return self
+
+    @property
+    def bind_host(self) -> str:
+        """``HOST``, or the environment's default address."""
+        if self.HOST:
+            return self.HOST
+        return "127.0.0.1" if self.ENVIRONMENT == "development" else "0.0.0.0"  # noqa: S104
+
+    @property
+    def docs_enabled(self) -> bool:
+        """``/docs`` is served: ``API_DOCS``, or by default in development only."""
+        return self.API_DOCS if self.API_DOCS is not None else self.ENVIRONMENT == "development"
 
     @property
     def redis_enabled(self) -> bool:

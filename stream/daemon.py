@@ -37,7 +37,7 @@ async def run_daemon(settings: Settings, config: PipelineConfig) -> int:
         from prometheus_client import start_http_server
 
         metrics_server, _ = start_http_server(
-            settings.METRICS_PORT, addr=settings.HOST, registry=runtime.metrics.registry
+            settings.METRICS_PORT, addr=settings.bind_host, registry=runtime.metrics.registry
         )
     watchdog = Watchdog(runtime.runners, config.stall_s)
     await watchdog.wait_ready()

@@ -4,8 +4,10 @@ WebSocket's authentication, and the service commands of the CLI."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from config.settings import Settings
 from tests.conftest import ROOT
 from tests.service import ROLES, Client, api, env_of, settings_for
 
@@ -124,3 +127,54 @@ def test_service_commands(tmp_path: Path) -> None:
     assert cli("keys", "revoke", "maxxi-archive").returncode == 0
     with api(settings, users=False) as client, httpx.Client(base_url=client.http.base_url) as http:
         assert http.get("/api/v1/tasks", headers={"X-API-Key": secret}).status_code == 401
+
+
+def _demo_on_all_interfaces(tmp_path: Path, *flags: str) -> tuple[int | None, str]:
+    """``run --demo`` in development on 0.0.0.0: the close code a token-less WebSocket
+    client gets (None: it received an event) and what the server logged."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    env = {**os.environ, "ENVIRONMENT": "development", "HERITAGE_DATA_DIR": str(tmp_path)}
+    for name in ("HOST", "SECRET_KEY", "DB_HOST", "REDIS_HOST"):
+        env.pop(name, None)
+    server = subprocess.Popen(
+        [str(BIN / "heritage-audio"), "run", "--demo", "--host", "0.0.0.0", "--port", str(port),
+         *flags],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    async def listen() -> int | None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                async with connect(f"ws://127.0.0.1:{port}/ws/events") as ws:
+                    try:
+                        await asyncio.wait_for(ws.recv(), 20)
+                    except ConnectionClosed as closed:
+                        return closed.rcvd.code if closed.rcvd else -1
+                    return None
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    try:
+        code = asyncio.run(listen())
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=30)
+    return code, log
+
+
+def test_development_off_loopback_wants_a_websocket_token(tmp_path: Path) -> None:
+    assert Settings(ENVIRONMENT="development").bind_host == "127.0.0.1"
+    assert Settings(ENVIRONMENT="production", SECRET_KEY="k" * 32, DB_PASSWORD="x").bind_host == (
+        "0.0.0.0"
+    )
+    code, log = _demo_on_all_interfaces(tmp_path / "closed")
+    assert code == 1008
+    assert "/ws/events asks for a token" in log
+    code, log = _demo_on_all_interfaces(tmp_path / "open", "--insecure-open")
+    assert code is None  # events flow without a token
+    assert "--insecure-open: anyone who can reach 0.0.0.0 may watch live events" in log

@@ -20,6 +20,7 @@ from api.deps import (
     client_address,
     errors,
 )
+from api.filenames import xml_safe
 from api.routes.tasks import completed_document
 from api.service import Service
 from sinks.store import AuditEntry, MaxxiFeedback, MaxxiStatus, OutboxItem, Task
@@ -146,6 +147,8 @@ async def metadata(
     connector = MAXXIConnector(service.settings)
     export = connector.format_for_maxxi(document)
     chosen = format or service.settings.MAXXI_OUTPUT_FORMAT
+    if chosen == "xml":  # any stored text must serialise, NUL and control characters too
+        export = xml_safe(export)
     body, media_type = connector.serialize(export, chosen)
     return Response(body, media_type=media_type)
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from api.deps import AUTH_ERRORS, Admin, AnyCaller, ServiceDep, Submitter, client_address, errors
 from api.jobs import PRIORITIES, PROCESSING_TYPES, ProcessingType
 from api.service import Service
-from api.uploads import FILE_FIELD, receive_upload
+from api.uploads import FILE_FIELD, StorageFull, receive_upload
 from sinks.store import AuditEntry, Result, Task
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"])
@@ -124,15 +124,15 @@ async def process(
 ) -> ProcessResponse:
     """Upload a recording for analysis. The file and its job are durable before the 202."""
     max_bytes = service.settings.MAX_UPLOAD_MB * 1024 * 1024
-    upload = await receive_upload(request, service.blobs, max_bytes)
     try:
-        form = ProcessForm.model_validate(upload.fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "form"
-        raise HTTPException(422, f"{where}: {first['msg']}") from None
+        upload = await receive_upload(request, service.blobs, max_bytes, _form)
+    except StorageFull:
+        service.storage_full_seen()
+        raise
+    form = _form(upload.fields)
     curator = {k: v for k in DUBLIN_CORE_FIELDS if (v := getattr(form, k)) is not None}
     options: dict[str, Any] = {"dublin_core": curator}
+    options["original_filename"] = upload.original_filename  # escaped: api/filenames.py
     if form.n_speakers is not None:
         options["n_speakers"] = form.n_speakers
     task = Task(
@@ -146,19 +146,34 @@ async def process(
         options=options,
         submitted_by=principal.name,
     )
-    async with service.db.session() as session:
-        session.add(task)
-        session.add(
-            AuditEntry(
-                action="task.submitted", actor=principal.name, address=client_address(request),
-                target=task.id,
-            )
-        )  # fmt: skip
+    try:
+        async with service.db.session() as session:
+            session.add(task)
+            session.add(
+                AuditEntry(
+                    action="task.submitted", actor=principal.name,
+                    address=client_address(request), target=task.id,
+                )
+            )  # fmt: skip
+    except BaseException:
+        if upload.created:  # a file no task will ever name: not kept
+            await service.discard_unreferenced(upload.sha256)
+        raise
     await service.submit(task.id, task.priority)
     return ProcessResponse(
         task_id=uuid.UUID(task.id),
         message=f"{form.processing_type} analysis of {upload.filename} queued",
     )
+
+
+def _form(fields: dict[str, str]) -> ProcessForm:
+    """The form fields, validated (422 naming the first bad one)."""
+    try:
+        return ProcessForm.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "form"
+        raise HTTPException(422, f"{where}: {first['msg']}") from None
 
 
 async def _task(service: Service, task_id: uuid.UUID) -> Task:

@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,8 +23,8 @@ class BlobStore:
         return self.root / sha256[:2] / sha256
 
     def incoming(self) -> tuple[BinaryIO, Path]:
-        """A new temporary file on the same file system, for an upload being received."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """A new temporary file (mode 0600) on the same file system, for an upload."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
         return os.fdopen(fd, "w+b"), Path(name)
 
@@ -36,7 +37,7 @@ class BlobStore:
         if final.exists():
             temp.unlink(missing_ok=True)
             return final
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(temp, final)
         dir_fd = os.open(final.parent, os.O_RDONLY)
         try:
@@ -69,3 +70,18 @@ class BlobStore:
 
     def remove(self, sha256: str) -> None:
         self.path(sha256).unlink(missing_ok=True)
+
+    def incoming_files(self) -> Iterator[Path]:
+        """Temporary files of uploads being received (or abandoned by a crash)."""
+        if self.root.is_dir():
+            yield from self.root.glob(".incoming-*")
+
+    def stored(self) -> Iterator[tuple[str, Path]]:
+        """Every stored file with its hash."""
+        if not self.root.is_dir():
+            return
+        for bucket in self.root.iterdir():
+            if len(bucket.name) == 2 and bucket.is_dir():
+                for path in bucket.iterdir():
+                    if len(path.name) == 64 and path.name.startswith(bucket.name):
+                        yield path.name, path

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -66,12 +67,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def private_file(path: Path) -> None:
+    """Create ``path`` (and a missing parent directory) readable by the owner only.
+
+    SQLite gives its ``-wal`` and ``-shm`` files the database file's mode, so creating
+    the file first at 0600 keeps all three private. An existing file is left alone
+    unless it is readable by others, which is corrected (it holds password hashes).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+
+
 def create_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
     """An async engine for ``settings``; ``pooled=False`` for short-lived loops (workers)."""
     url = database_url(settings)
     options: dict[str, Any] = {"pool_pre_ping": True}
     if url.get_backend_name() == "sqlite":
-        Path(url.database or "").parent.mkdir(parents=True, exist_ok=True)
+        private_file(Path(url.database or ""))
         options = {"connect_args": {"timeout": 10}}
     else:
         options["connect_args"] = {"timeout": PING_TIMEOUT_S, "command_timeout": 30}
