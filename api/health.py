@@ -17,7 +17,7 @@ from typing import Any, Literal
 import psutil
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.service import Service
 from config.settings import Settings
@@ -56,9 +56,19 @@ class JobsHealth(BaseModel):
     workers: int | None
 
 
+class Penalty(BaseModel):
+    """One reason the score is below 1, and the points (of 100) it costs."""
+
+    reason: str
+    points: float
+
+
 class HealthResponse(BaseModel):
     status: HealthState
-    health_score: int
+    health_score: float = Field(ge=0, le=1, description="1 = all well; the brief's 0.95.")
+    health_details: list[Penalty] = Field(
+        description="What lowers the score, each with its cost in points of 100."
+    )
     version: str
     environment: str
     installation_id: str
@@ -89,29 +99,37 @@ def _system_metrics(data_dir: Path) -> SystemMetrics:
     )
 
 
-def health_score(
+def health_penalties(
     sources: list[dict[str, Any]],
     system: SystemMetrics,
     checks: dict[str, Check] | None = None,
     workers: int | None = None,
-) -> int:
-    """100 when everything works and the machine has room; less for each problem."""
-    score = 100.0
+) -> list[Penalty]:
+    """What takes the score below 1, each with its cost (out of 100 points)."""
+    found: list[Penalty] = []
     if sources:
-        bad = sum(1 for s in sources if s["state"] in _BAD_SOURCE_STATES)
-        score -= 60.0 * bad / len(sources)
-    for check in (checks or {}).values():
+        bad = [s for s in sources if s["state"] in _BAD_SOURCE_STATES]
+        if bad:
+            names = ", ".join(str(s.get("name", "?")) for s in bad)
+            found.append(Penalty(reason=f"sources not delivering: {names}",
+                                 points=round(60.0 * len(bad) / len(sources), 1)))  # fmt: skip
+    for name, check in (checks or {}).items():
         if check.status == "down":
-            score -= 50
+            found.append(Penalty(reason=f"{name} down: {check.detail}"[:200], points=50))
     if workers == 0:
-        score -= 20
+        found.append(Penalty(reason="no worker is running jobs", points=20))
     if system.disk_percent > 95:
-        score -= 30
+        found.append(Penalty(reason=f"disk {system.disk_percent:.0f}% full", points=30))
     elif system.disk_percent > 90:
-        score -= 10
+        found.append(Penalty(reason=f"disk {system.disk_percent:.0f}% full", points=10))
     if system.memory_percent > 95:
-        score -= 20
-    return max(0, round(score))
+        found.append(Penalty(reason=f"memory {system.memory_percent:.0f}% used", points=20))
+    return found
+
+
+def health_score(penalties: list[Penalty]) -> float:
+    """1.0 when everything works and the machine has room, down to 0 (the brief's 0.95)."""
+    return round(max(0.0, 100.0 - sum(p.points for p in penalties)) / 100, 2)
 
 
 async def _check(name: str, probe: Any) -> tuple[str, Check]:
@@ -170,7 +188,8 @@ async def _maxxi(service: Service) -> dict[str, dict[str, Any]]:
     responses={503: {"model": HealthResponse, "description": "A required dependency is down."}},
 )
 async def get_health(request: Request) -> JSONResponse:
-    """Database, Redis, jobs, workers, disk, sources and MAXXI status, with a 0-100 score."""
+    """Database, Redis, storage, jobs, workers, disk, sources and MAXXI status, with a
+    ``health_score`` from 0 to 1 and the reasons it is below 1."""
     runtime: Runtime = request.app.state.runtime
     settings: Settings = request.app.state.settings
     service: Service = request.app.state.service
@@ -184,16 +203,18 @@ async def get_health(request: Request) -> JSONResponse:
     job_health, maxxi = await asyncio.gather(_jobs(service), _maxxi(service))
     sources = runtime.sources_status()
     system = _system_metrics(settings.HERITAGE_DATA_DIR)
-    score = health_score(sources, system, checks, job_health.workers)
+    penalties = health_penalties(sources, system, checks, job_health.workers)
+    score = health_score(penalties)
     # Without the database (or a configured Redis) nothing works: 503. A full disk
     # refuses uploads (507) but reads still work: it lowers the score.
     down = any(checks[name].status == "down" for name in REQUIRED if name in checks)
     state: HealthState = (
-        "unhealthy" if down or score < 50 else "healthy" if score >= 80 else "degraded"
+        "unhealthy" if down or score < 0.5 else "healthy" if score >= 0.8 else "degraded"
     )
     body = HealthResponse(
         status=state,
         health_score=score,
+        health_details=penalties,
         version=VERSION,
         environment=settings.ENVIRONMENT,
         installation_id=runtime.config.installation_id,

@@ -34,6 +34,8 @@ ProcessingType = Literal["quick", "comprehensive", "speaker", "heritage", "metad
 PROCESSING_TYPES: tuple[str, ...] = ("quick", "comprehensive", "speaker", "heritage", "metadata")
 PRIORITIES: dict[str, int] = {"urgent": 0, "high": 3, "normal": 5, "low": 8}
 """Priority names and their queue levels: lower runs sooner (Celery's Redis convention)."""
+BRIEF_PRIORITIES: dict[int, str] = {1: "urgent", 2: "high", 3: "normal", 4: "low"}
+"""The product brief's integer priorities (``curl -F priority=1``): 1 is the highest."""
 
 LEASE_S = 15.0
 RENEW_S = 5.0

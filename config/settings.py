@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -164,3 +164,18 @@ def load_settings() -> Settings:
         return Settings(_secrets_dir=credentials)
     except ValidationError as exc:
         raise ConfigError(format_validation_error("environment", exc)) from None
+
+
+def get_maxxi_integration_config(settings: Settings | None = None) -> dict[str, Any]:
+    """The brief's MAXXI settings as a plain dict (from the environment unless given):
+    what :class:`sinks.maxxi.MAXXIConnector` uses. The callback secret is never included,
+    only whether one is set."""
+    s = settings or load_settings()
+    return {
+        "compatibility_mode": s.MAXXI_COMPATIBILITY_MODE,
+        "output_format": s.MAXXI_OUTPUT_FORMAT,
+        "metadata_schema": s.MAXXI_METADATA_SCHEMA,
+        "output_dir": str(s.MAXXI_OUTPUT_DIR),
+        "callback_url": s.MAXXI_CALLBACK_URL,
+        "callback_signed": bool(s.MAXXI_CALLBACK_SECRET or s.SECRET_KEY),
+    }

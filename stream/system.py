@@ -5,6 +5,8 @@
 >>> from sinks.maxxi import MAXXIConnector
 >>> connector = MAXXIConnector()
 >>> connector.store_in_archive(connector.format_for_maxxi(result))
+>>> from stream.system import SpeakerRecognition
+>>> speakers = SpeakerRecognition(n_speakers=2).identify_speakers("interview.wav")
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 from config.pipeline import PipelineConfig, load_pipeline_config
 from config.settings import Settings, load_settings
 from stream.analyze import SECTIONS, analyze_file
+
+SPEAKERS = frozenset({"speaker_recognition"})
 
 
 class ProductionAudioSystem:
@@ -43,3 +47,40 @@ class ProductionAudioSystem:
         return analyze_file(
             Path(path), self.config, n_speakers=n_speakers, sections=SECTIONS, curator=dublin_core
         )
+
+
+class SpeakerRecognition:
+    """The brief's speaker entry point: who speaks when in a file, over the same whole-file
+    clustering as the ``speaker`` analysis (``n_speakers`` when known, else estimated).
+
+    The clustering is fitted on each file it is given, so "training" is that fit:
+    :meth:`train_speaker_clustering` and :meth:`identify_speakers` both return the file's
+    ``speaker_recognition`` section (segments labelled ``Speaker_1``, ... or an enrolled
+    voice's name, and ``speakers_detected``); the first also keeps it in :attr:`last`.
+    """
+
+    def __init__(
+        self,
+        n_speakers: int | None = None,
+        settings: Settings | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        if n_speakers is not None and not 1 <= n_speakers <= 32:
+            raise ValueError(f"n_speakers must be 1 to 32, not {n_speakers}")
+        self.n_speakers = n_speakers
+        self.settings = settings or load_settings()
+        self.config = config or load_pipeline_config(self.settings.HERITAGE_CONFIG)
+        self.last: dict[str, Any] | None = None
+
+    def train_speaker_clustering(self, path: str | PathLike[str]) -> dict[str, Any]:
+        """Fit the speaker clustering to ``path`` and return its speakers (kept in ``last``)."""
+        self.last = self.identify_speakers(path)
+        return self.last
+
+    def identify_speakers(self, path: str | PathLike[str]) -> dict[str, Any]:
+        """The ``speaker_recognition`` section of the result document for ``path``."""
+        document = analyze_file(
+            Path(path), self.config, n_speakers=self.n_speakers, sections=SPEAKERS
+        )
+        section: dict[str, Any] = document["results"]["speaker_recognition"]
+        return section

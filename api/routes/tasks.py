@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 
 from api.deps import AUTH_ERRORS, Admin, AnyCaller, ServiceDep, Submitter, client_address, errors
-from api.jobs import PRIORITIES, PROCESSING_TYPES, ProcessingType
+from api.jobs import BRIEF_PRIORITIES, PRIORITIES, PROCESSING_TYPES, ProcessingType
 from api.service import Service
 from api.uploads import FILE_FIELD, StorageFull, receive_upload
 from sinks.store import AuditEntry, Result, Task
@@ -23,6 +23,7 @@ DUBLIN_CORE_FIELDS = (
     "type", "format", "identifier", "source", "language", "relation", "coverage", "rights",
 )  # fmt: skip
 Status = Literal["queued", "running", "completed", "failed"]
+PriorityName = Literal["low", "normal", "high", "urgent"]
 
 
 class ProcessForm(BaseModel):
@@ -31,7 +32,11 @@ class ProcessForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     processing_type: ProcessingType = "comprehensive"
-    priority: Literal["low", "normal", "high", "urgent"] = "normal"
+    priority: PriorityName | Annotated[int, Field(ge=1, le=4)] = Field(
+        "normal",
+        description="low, normal, high or urgent; or the brief's integers 1 (urgent, the "
+        "highest) 2 (high) 3 (normal) 4 (low).",
+    )
     n_speakers: int | None = Field(None, ge=1, le=32)
     title: str | None = Field(None, max_length=1000)
     creator: str | None = Field(None, max_length=1000)
@@ -48,6 +53,13 @@ class ProcessForm(BaseModel):
     relation: str | None = Field(None, max_length=1000)
     coverage: str | None = Field(None, max_length=1000)
     rights: str | None = Field(None, max_length=1000)
+
+    @property
+    def priority_name(self) -> PriorityName:
+        """The priority as a name, whichever way it was given."""
+        if isinstance(self.priority, int):
+            return BRIEF_PRIORITIES[self.priority]  # type: ignore[return-value]
+        return self.priority
 
 
 def _form_schema() -> dict[str, Any]:
@@ -139,7 +151,7 @@ async def process(
         id=str(uuid.uuid4()),
         status="queued",
         processing_type=form.processing_type,
-        priority=PRIORITIES[form.priority],
+        priority=PRIORITIES[form.priority_name],
         filename=upload.filename,
         content_sha256=upload.sha256,
         size_bytes=upload.size,

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from detectors.heritage.detector import HeritageConfig, HeritageDetector
 from detectors.heritage.features import SAMPLE_RATE
+from detectors.heritage.model import load_model
 from detectors.heritage.results import heritage_classification
 from detectors.heritage.training import read_mono_16k
 from stream.events import Event
@@ -18,12 +19,30 @@ from stream.windowing import Window
 
 
 class HeritageClassifier:
-    """Classifies audio with the same detector, windows and smoothing as the live pipeline."""
+    """Classifies audio with the same detector, windows and smoothing as the live pipeline.
+
+    >>> classifier = HeritageClassifier().load_model("models/heritage.skops")  # doctest: +SKIP
+    >>> classifier.classify_audio("ballad.flac")["category"]  # doctest: +SKIP
+    'folk_music'
+    """
 
     def __init__(self, config: HeritageConfig | None = None) -> None:
         config = config or HeritageConfig()
         # As a file analysis does: every excerpt reported, at the file hop.
         self.config = config.model_copy(update={"emit": "every", "hop_s": config.file_hop_s})
+
+    def load_model(self, path: str | Path) -> HeritageClassifier:
+        """Use the model saved at ``path`` (a skops file beside its card, as ``heritage-audio
+        train`` writes it); it is loaded now, so a bad file fails here (``ModelError``).
+        The brief's name; returns ``self`` for chaining."""
+        model_path = Path(path)
+        load_model(model_path)
+        self.config = self.config.model_copy(update={"model_path": model_path})
+        return self
+
+    def classify_audio(self, path: str | Path) -> dict[str, Any]:
+        """The brief's name for :meth:`classify_file`."""
+        return self.classify_file(path)
 
     def classify_file(self, path: str | Path) -> dict[str, Any]:
         """The ``heritage_classification`` section for an audio file (mixed down to mono)."""
