@@ -20,6 +20,7 @@ from sinks.store.models import (
     Task,
     User,
 )
+from sinks.store.search import Recording
 
 __all__ = [
     "ApiKey",
@@ -29,6 +30,7 @@ __all__ = [
     "Database",
     "MaxxiFeedback",
     "MaxxiStatus",
+    "Recording",
     "Result",
     "SchemaBehind",
     "Task",
