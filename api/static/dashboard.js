@@ -397,10 +397,20 @@ function setConnection(state) {
   ui.conn.dataset.state = state;
 }
 
+// The archive application's sign-in (same origin, same tab) also opens the live stream
+// where the server requires a token.
+function signedInToken() {
+  try {
+    return JSON.parse(sessionStorage.getItem("heritage-audio-session"))?.token ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function connect() {
   setConnection("connecting");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const token = new URLSearchParams(location.search).get("token");
+  const token = new URLSearchParams(location.search).get("token") || signedInToken();
   const query = token ? `?token=${encodeURIComponent(token)}` : "";
   let ws;
   try {
