@@ -152,6 +152,7 @@ function createCard(key, source, channel) {
     recent: { speech: [], speaker: [], category: [] }, // the last RECENT_S, for the long view
     speechSince: null, // stream time speech started, while it lasts
     loggedCategory: null, // the category last written to the event log
+    loggedSpeaker: null, // and the speaker
   };
   cards.set(key, card);
   src.cards.push(card);
@@ -300,6 +301,10 @@ function handleMessage(data) {
         logged = card.loggedCategory !== ev.category;
         ev.previous = card.loggedCategory;
         card.loggedCategory = ev.category;
+      } else if (ev.type === "speaker.turn") {
+        // Likewise a turn goes to the log when the speaker changes.
+        logged = card.loggedSpeaker !== ev.speaker;
+        card.loggedSpeaker = ev.speaker;
       }
       handler(card, ev);
       dirty.add(card);
