@@ -26,7 +26,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import health, live
 from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
-from api.routes import auth, corrections, maxxi, tasks
+from api.routes import auth, corrections, job_events, maxxi, playback, recordings, tasks
 from api.service import DB_ERRORS, Service
 from config.settings import Settings
 from config.version import VERSION
@@ -93,8 +93,11 @@ def create_app(
     for router in (
         health.router,
         auth.router,
+        job_events.router,
         tasks.router,
         corrections.router,
+        recordings.router,
+        playback.router,
         maxxi.router,
         live.router,
     ):
