@@ -27,7 +27,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from api import health, live
 from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
 from api.headers import SecurityHeaders
-from api.routes import auth, corrections, maxxi, tasks
+from api.routes import auth, corrections, job_events, maxxi, playback, recordings, tasks
 from api.service import DB_ERRORS, Service
 from api.uploads import storage_full
 from config.settings import Settings
@@ -99,8 +99,11 @@ def create_app(
     for router in (
         health.router,
         auth.router,
+        job_events.router,
         tasks.router,
         corrections.router,
+        recordings.router,
+        playback.router,
         maxxi.router,
         live.router,
     ):

@@ -27,7 +27,7 @@ from api.security import signing_key
 from api.storage import UploadStorage, is_referenced, referenced_blobs
 from config.settings import Settings
 from detectors.files import file_sha256
-from sinks.store import BlobStore, Database, Task, upgrade
+from sinks.store import BlobStore, Database, Task, search, upgrade
 from sinks.store.models import JOB_STATUSES, utcnow
 
 logger = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ class Service:
         if temps or stored:
             logger.info("start-up: removed %d half-received and %d unreferenced upload files",
                         temps, stored)  # fmt: skip
+        await self.index_recordings()
         await self.queue.start()
         # Jobs a crash left running, and every queued job (a restarted broker may have
         # lost its messages; a duplicate delivery is harmless), go back to the queue.
@@ -163,6 +164,20 @@ class Service:
         self._outbox = asyncio.create_task(
             OutboxDispatcher(self.db, self.settings).run(), name="maxxi-outbox"
         )
+
+    async def index_recordings(self) -> None:
+        """Search rows for results stored before recording search existed."""
+        done = 0
+        while True:
+            async with self.db.session() as session:
+                missing = await search.unindexed(session)
+                for task_id in missing:
+                    await search.reindex(session, task_id)
+            done += len(missing)
+            if len(missing) < search.INDEX_BATCH:
+                break
+        if done:
+            logger.info("recording search: %d earlier results indexed", done)
 
     async def stop(self) -> None:
         for task in (self._upkeep, self._outbox):

@@ -116,6 +116,22 @@ class Settings(BaseSettings):
         le=65535,
         description="Port where `daemon` (which has no HTTP API) serves /metrics; unset = none.",
     )
+    KAFKA_BOOTSTRAP_SERVERS: str | None = Field(
+        None,
+        description="Comma-separated host:port of Kafka brokers; set, the daemon publishes there.",
+    )
+    KAFKA_TOPIC_PREFIX: str = Field(
+        "heritage",
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Topics are PREFIX.events, PREFIX.aggregates and PREFIX.dead-letter.",
+    )
+    KAFKA_SECURITY_PROTOCOL: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    KAFKA_SASL_MECHANISM: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    KAFKA_SASL_USERNAME: str | None = None
+    KAFKA_SASL_PASSWORD: SecretStr | None = None
+    KAFKA_SSL_CAFILE: Path | None = Field(None, description="CA bundle that signs the brokers.")
+    KAFKA_SSL_CERTFILE: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    KAFKA_SSL_KEYFILE: Path | None = Field(None, description="Key of the client certificate.")
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
@@ -151,6 +167,11 @@ class Settings(BaseSettings):
     def redis_enabled(self) -> bool:
         """Redis sinks are on only when a Redis host is configured."""
         return bool(self.REDIS_HOST)
+
+    @property
+    def kafka_enabled(self) -> bool:
+        """Kafka sinks are on only when brokers are configured."""
+        return bool(self.KAFKA_BOOTSTRAP_SERVERS)
 
 
 def load_settings() -> Settings:

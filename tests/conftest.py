@@ -161,3 +161,19 @@ def null_sink(pulse_server: None) -> Iterator[NullSink]:
     sink.load()
     yield sink
     sink.unload()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Kafka-protocol broker (Tansu, memory storage) on a free port, for the session.
+
+    Never skipped: a missing binary fails the test with how to install it.
+    """
+    from tests.kafka_broker import Broker
+
+    broker = Broker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

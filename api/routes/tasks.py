@@ -7,14 +7,15 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import func, or_, select
 
 from api.deps import AUTH_ERRORS, Admin, AnyCaller, ServiceDep, Submitter, client_address, errors
 from api.jobs import BRIEF_PRIORITIES, PRIORITIES, PROCESSING_TYPES, ProcessingType
 from api.service import Service
 from api.uploads import FILE_FIELD, StorageFull, receive_upload
 from sinks.store import AuditEntry, Result, Task
+from sinks.store.search import contains, date_range
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"])
 
@@ -61,6 +62,13 @@ class ProcessForm(BaseModel):
             return BRIEF_PRIORITIES[self.priority]  # type: ignore[return-value]
         return self.priority
 
+    @field_validator("date")
+    @classmethod
+    def _a_date(cls, value: str | None) -> str | None:
+        if value:
+            date_range(value)  # its ValueError says what a date looks like
+        return value
+
 
 def _form_schema() -> dict[str, Any]:
     schema = ProcessForm.model_json_schema()
@@ -91,6 +99,8 @@ class TaskStatus(BaseModel):
     processing_time: float | None = Field(description="Seconds from start to completion.")
     progress: float = Field(ge=0, le=1)
     error: str | None
+    submitted_by: str
+    title: str | None = Field(description="The curator's Dublin Core title, if given.")
 
     @classmethod
     def of(cls, task: Task) -> TaskStatus:
@@ -107,7 +117,14 @@ class TaskStatus(BaseModel):
             processing_time=task.processing_time,
             progress=task.progress,
             error=task.error,
+            submitted_by=task.submitted_by,
+            title=_title(task),
         )
+
+
+def _title(task: Task) -> str | None:
+    title = ((task.options or {}).get("dublin_core") or {}).get("title")
+    return str(title) if title else None
 
 
 class TaskList(BaseModel):
@@ -242,13 +259,20 @@ async def list_tasks(
     status: Status | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=10_000_000),
+    q: str | None = Query(None, max_length=200, description="Part of the title or file name."),
 ) -> TaskList:
-    """Tasks, newest first, optionally of one status."""
+    """Tasks, newest first, optionally of one status and matching a title."""
     query = select(Task)
     count = select(func.count()).select_from(Task)
     if status is not None:
         query = query.where(Task.status == status)
         count = count.where(Task.status == status)
+    if q and q.strip():
+        words = q.strip().lower()
+        title = func.lower(Task.options["dublin_core"]["title"].as_string())
+        match = or_(contains(title, words), contains(func.lower(Task.filename), words))
+        query = query.where(match)
+        count = count.where(match)
     async with service.db.session() as session:
         total = int(await session.scalar(count) or 0)
         rows = await session.scalars(

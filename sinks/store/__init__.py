@@ -22,6 +22,7 @@ from sinks.store.models import (
     Task,
     User,
 )
+from sinks.store.search import Recording
 
 __all__ = [
     "ApiKey",
@@ -33,6 +34,7 @@ __all__ = [
     "MaxxiFeedback",
     "MaxxiStatus",
     "OutboxItem",
+    "Recording",
     "Result",
     "SchemaBehind",
     "Task",
