@@ -14,12 +14,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from api.broker import QUEUE, TASK_NAME, WORKER_KEY, celery_app
 from config.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 Runner = Callable[[str], Awaitable[Any]]
-WORKER_KEY = "heritage:worker:"
+__all__ = ["WORKER_KEY", "CeleryQueue", "InProcessQueue", "JobQueue"]
 
 
 class JobQueue(ABC):
@@ -94,14 +95,10 @@ class CeleryQueue(JobQueue):
     kind = "celery"
 
     def __init__(self, settings: Settings) -> None:
-        from api.worker import celery_app
-
-        self._app = celery_app(settings)
+        self._app = celery_app(settings)  # sends by task name: the worker's code stays out
         self._settings = settings
 
     async def submit(self, task_id: str, priority: int) -> None:
-        from api.worker import QUEUE, TASK_NAME
-
         await asyncio.to_thread(
             self._app.send_task, TASK_NAME, args=[task_id], priority=priority, queue=QUEUE
         )

@@ -11,15 +11,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import jobs
-from api.filenames import xml_safe
+from api.completion import completion_hook
 from api.guard import PasswordPool
 from api.identity import IdentityCache
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
@@ -87,35 +86,6 @@ class ServiceMetrics:
         self.database_up = Gauge(
             "heritage_database_up", "1 while the database answers.", registry=r
         )
-
-
-def completion_hook(
-    settings: Settings, db: Database
-) -> Callable[[str, dict[str, Any]], Awaitable[bool]]:
-    """What happens after a job completes: the MAXXI archive copy and the signed callback.
-
-    The callback goes into the outbox (:mod:`sinks.maxxi_outbox`) and is tried once
-    at once; returns True if MAXXI acknowledged it then. Later attempts are the
-    API's outbox dispatcher's.
-    """
-
-    async def on_complete(task_id: str, document: dict[str, Any]) -> bool:
-        if not settings.MAXXI_COMPATIBILITY_MODE:
-            return False
-        from sinks.maxxi import MAXXIConnector
-        from sinks.maxxi_outbox import OutboxDispatcher, enqueue
-
-        connector = MAXXIConnector(settings)
-        export = connector.format_for_maxxi(document)
-        if settings.MAXXI_OUTPUT_FORMAT == "xml":  # any stored text must serialise
-            export = xml_safe(export)
-        await asyncio.to_thread(connector.store_in_archive, export)
-        if not settings.MAXXI_CALLBACK_URL:
-            return False
-        item_id = await enqueue(db, settings, task_id, export)
-        return await OutboxDispatcher(db, settings).deliver(item_id) == "delivered"
-
-    return on_complete
 
 
 class Service:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from config.settings import Settings
 from detectors.heritage.model import DEFAULT_MODEL, load_model
+from stream.cli_progress import EXIT_FAILURE, progress_bar
 
-EXIT_FAILURE = 1
 _LAYOUT = "a folder per category (folk_music/, classical_music/, opera/, spoken_word/, historical_speech/, religious_chant/) of audio files in any format soundfile reads"  # noqa: E501
 
 
@@ -66,17 +65,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="PATH",
         help='also write the report as JSON ("-": stdout)',
     )
-
-
-def progress_bar(label: str) -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r{label}: {done + 1}/{total} files")
-            if done + 1 == total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-    return show
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:

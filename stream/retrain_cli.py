@@ -19,7 +19,7 @@ from detectors.heritage.registry import ModelRegistry, registry_dir
 from detectors.heritage.training import Example, Vectorizer
 from sinks.store import BlobStore, Database, SchemaBehind
 from sinks.store.corrections import StoredCorrection, latest_per_range, stored_corrections
-from stream.heritage_cli import EXIT_FAILURE, progress_bar
+from stream.cli_progress import EXIT_FAILURE, progress_bar
 
 
 async def read_corrections(settings: Settings) -> list[StoredCorrection]:

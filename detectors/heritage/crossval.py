@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from detectors.heritage.base_vectors import BaseVectors
 from detectors.heritage.model import HeritageModel, temper
 from detectors.heritage.training import (
     Example,
@@ -66,8 +67,6 @@ class Corpus:
         by ``tools/train_heritage_model.py``): the rendered corpus's train and validation
         vectors, so real recordings can be scored without rendering the corpus again. Its
         examples are placeholders (one per file), never read."""
-        from detectors.heritage.retrain import BaseVectors
-
         saved = BaseVectors.load(path)
         rows = saved.synthetic
         if not rows.any():

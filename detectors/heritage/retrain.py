@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.files import file_sha256
+from detectors.heritage.base_vectors import HOLDOUT_EVERY, BaseVectors, Groups
 from detectors.heritage.crossval import as_model
 from detectors.heritage.model import (
     DEFAULT_MODEL,
@@ -57,47 +58,8 @@ logger = logging.getLogger(__name__)
 
 BASE_VECTORS = DEFAULT_MODEL.with_name("heritage_base.npz")
 CORRECTION_WEIGHT = 5.0
-HOLDOUT_EVERY = 5  # base files with group % 5 == 0 are the validation slice
 CV_FOLDS = 5
 METRIC = "macro_f1_all"  # over every class present in truth or answers, "other" included
-Groups = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class BaseVectors:
-    """The base training vectors and the file (group) of each row."""
-
-    x: Matrix
-    y: Labels
-    weights: npt.NDArray[np.float64]
-    groups: Groups
-    sha256: str
-    synthetic: npt.NDArray[np.bool_]  # rows of rendered (synthetic) audio
-
-    @classmethod
-    def load(cls, path: Path) -> BaseVectors:
-        """Read ``path``; a clear :class:`ValueError` when it is missing or malformed."""
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                x = np.asarray(data["x"], dtype=np.float64)
-                y = np.asarray(data["y"]).astype(str)
-                weights = np.asarray(data["weights"], dtype=np.float64)
-                groups = np.asarray(data["groups"], dtype=np.int64)
-                synthetic = (
-                    np.asarray(data["synthetic"], dtype=bool)
-                    if "synthetic" in data.files
-                    else np.zeros(len(y), dtype=bool)
-                )
-        except (OSError, KeyError, ValueError) as exc:
-            raise ValueError(f"base training vectors {path}: unreadable ({exc})") from None
-        if not len(x) == len(y) == len(weights) == len(groups) == len(synthetic):
-            raise ValueError(f"base training vectors {path}: arrays of different lengths")
-        return cls(x, y, weights, groups, file_sha256(path), synthetic)
-
-    @property
-    def held_out(self) -> npt.NDArray[np.bool_]:
-        """Rows of the validation slice (never trained on)."""
-        return np.asarray(self.groups % HOLDOUT_EVERY == 0)
 
 
 @dataclass(frozen=True)
