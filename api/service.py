@@ -19,11 +19,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import jobs
+from api.guard import PasswordPool
+from api.identity import IdentityCache
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
 from api.security import signing_key
 from config.settings import Settings
 from detectors.files import file_sha256
-from sinks.store import BlobStore, Database, Task, upgrade
+from sinks.store import BlobStore, Database, Task, search, upgrade
 from sinks.store.models import JOB_STATUSES, utcnow
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,8 @@ class Service:
         self.db = Database(settings)
         self.blobs = BlobStore(settings.HERITAGE_DATA_DIR / "uploads")
         self.signing_key = signing_key(settings)
+        self.identities = IdentityCache(self.db, settings.IDENTITY_CACHE_SECONDS)
+        self.passwords = PasswordPool(settings.PASSWORD_HASH_THREADS, settings.PASSWORD_HASH_QUEUE)
         self.metrics = ServiceMetrics(registry)
         self.on_complete = completion_hook(settings, self.db)
         self.queue: JobQueue = (
@@ -139,6 +143,7 @@ class Service:
             await asyncio.to_thread(upgrade, self.settings)
         await self.db.check_schema()
         self.database_ok = True
+        await self.index_recordings()
         await self.queue.start()
         # Jobs a crash left running, and every queued job (a restarted broker may have
         # lost its messages; a duplicate delivery is harmless), go back to the queue.
@@ -151,6 +156,20 @@ class Service:
             OutboxDispatcher(self.db, self.settings).run(), name="maxxi-outbox"
         )
 
+    async def index_recordings(self) -> None:
+        """Search rows for results stored before recording search existed."""
+        done = 0
+        while True:
+            async with self.db.session() as session:
+                missing = await search.unindexed(session)
+                for task_id in missing:
+                    await search.reindex(session, task_id)
+            done += len(missing)
+            if len(missing) < search.INDEX_BATCH:
+                break
+        if done:
+            logger.info("recording search: %d earlier results indexed", done)
+
     async def stop(self) -> None:
         for task in (self._upkeep, self._outbox):
             if task is not None:
@@ -158,6 +177,7 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.queue.stop()
+        self.passwords.close()
         await self.db.close()
 
     async def submit_file(

@@ -14,6 +14,7 @@ from sinks.store.models import (
     ApiKey,
     AuditEntry,
     Base,
+    LoginAttempt,
     MaxxiFeedback,
     MaxxiStatus,
     OutboxItem,
@@ -21,6 +22,7 @@ from sinks.store.models import (
     Task,
     User,
 )
+from sinks.store.search import Recording
 
 __all__ = [
     "ApiKey",
@@ -28,9 +30,11 @@ __all__ = [
     "Base",
     "BlobStore",
     "Database",
+    "LoginAttempt",
     "MaxxiFeedback",
     "MaxxiStatus",
     "OutboxItem",
+    "Recording",
     "Result",
     "SchemaBehind",
     "Task",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -107,6 +108,27 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Carried in every access token and compared on each request: bumping it (logout-all,
+    # a password change, disabling) revokes the user's tokens at once. It starts at a
+    # random value, so a token of a removed user never matches a later user whose row
+    # reuses the id (SQLite reuses the highest rowid).
+    token_version: Mapped[int] = mapped_column(
+        Integer, default=lambda: secrets.randbelow(2**30), server_default="0"
+    )
+
+
+class LoginAttempt(Base):
+    """Login attempts counted against one account or one address in the current window.
+
+    ``count`` is taken (atomically) before the password is checked and given back when
+    it was right, so concurrent guesses past the limit are refused without a check.
+    """
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)  # account:NAME / address:IP
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApiKey(Base):

@@ -1,7 +1,7 @@
 """MAXXI outbox: callbacks waiting, delivered or dead-lettered
 
 Revision ID: 0003
-Revises: 0001 (0002, identity, is on another branch; the chain is fixed when both land)
+Revises: 0002
 Create Date: 2026-12-05 23:50:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
