@@ -306,7 +306,6 @@ class RedisStreamsSink(Sink):
         self._spooling = len(spool) > 0  # leftovers from an earlier run go out first
         self._down_since: float | None = None
         self._recovery: asyncio.Task[None] | None = None
-        self._sync_timer: asyncio.TimerHandle | None = None
         self._delivered = 0
         self._dropped_seen = 0  # so lines torn by a crash are counted too
         self._errors = metrics.sink_errors.labels(self.name)
@@ -362,9 +361,6 @@ class RedisStreamsSink(Sink):
             if len(self._spool):
                 await self._drain_before_exit()
         finally:
-            if self._sync_timer is not None:
-                self._sync_timer.cancel()
-                self._sync_timer = None
             self._spool.close()  # fsyncs what is left
             await self._redis.aclose()
             self._connected.set(0)
@@ -423,18 +419,9 @@ class RedisStreamsSink(Sink):
     def _append_to_spool(self, items: list[Published]) -> None:
         self._spool.append([item.json for item in items])
         self._update_spool_metrics()
-        if self._spool.unsynced and self._sync_timer is None:
-            # The spool fsyncs on appends once the interval has passed; this covers the
-            # last appends of a burst, so the loss bound holds when appends stop.
-            self._sync_timer = asyncio.get_running_loop().call_later(
-                self._spool.fsync_interval_s, self._sync_spool
-            )
+        self._spool.sync_later()
         if self._recovery is None or self._recovery.done():
             self._recovery = asyncio.create_task(self._recover(), name=f"{self.name} recovery")
-
-    def _sync_spool(self) -> None:
-        self._sync_timer = None
-        self._spool.sync()
 
     def _update_spool_metrics(self) -> None:
         self._spool_events.set(len(self._spool))
