@@ -10,14 +10,16 @@ produced    distinct (source, run_id, seq) in the JSON-lines file
 delivered   stream entries in Redis
 lost        produced but not in Redis
 duplicated  entries in Redis beyond the first of each (source, run_id, seq)
+reconnect   seconds from the fault's end until the first spooled batch reached Redis
+            (heritage_spool_events on the daemon's /metrics falls)
 recovery    seconds from the fault's end until the daemon reports Redis connected
-            again (heritage_redis_connected = 1 on its /metrics: spool delivered)
+            again (heritage_redis_connected = 1: the whole spool delivered)
 spool drops heritage_spool_dropped_events_total: losses the daemon counted itself
 
 Cases: redis-killed (SIGKILL, down --redis-down-s, 600 for the issue's 10 minutes),
 redis-frozen (SIGSTOP for --freeze-s, 30 by default), daemon-killed (SIGKILL while
 its spool holds --spool-s of events, then Redis and a new daemon start), spool-disk-full
-(the spool on a 1 MiB tmpfs while Redis is down; needs root to mount), capture-device
+(the spool on a 256 KiB tmpfs while Redis is down; needs root to mount), capture-device
 (a PulseAudio null sink captured through its monitor, unloaded for --device-gone-s and
 loaded again; recovery is until the source reports "recovered").
 
@@ -211,15 +213,18 @@ class Outcome:
     delivered: int = 0
     lost: int = 0
     duplicated: int = 0
+    reconnect_s: float | None = None
     recovery_s: float | None = None
     spool_dropped: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         recovery = "-" if self.recovery_s is None else f"{self.recovery_s:.2f} s"
+        reconnect = "-" if self.reconnect_s is None else f"{self.reconnect_s:.2f} s"
         return (
             f"| {self.case} | {self.fault_s:g} s | {self.produced} | {self.delivered} | "
-            f"{self.lost} | {self.duplicated} | {recovery} | {self.spool_dropped:g} | "
+            f"{self.lost} | {self.duplicated} | {reconnect} | {recovery} | "
+            f"{self.spool_dropped:g} | "
             f"{'; '.join(self.notes)} |"
         )
 
@@ -327,6 +332,22 @@ def _connected(daemon: Daemon) -> bool:
     return daemon.metric("heritage_redis_connected") == 1
 
 
+def _recover(outcome: Outcome, daemon: Daemon, since: float) -> None:
+    """Time the first spooled batch reaching Redis, then the whole spool, from ``since``."""
+    peak = daemon.metric("heritage_spool_events") or 0.0
+    while not _connected(daemon):
+        spooled = daemon.metric("heritage_spool_events") or 0.0
+        if spooled < peak and outcome.reconnect_s is None:
+            outcome.reconnect_s = time.monotonic() - since
+        peak = max(peak, spooled)
+        if time.monotonic() - since > 300:
+            raise RuntimeError("the daemon did not deliver its spool within 300 s")
+        time.sleep(0.02)
+    outcome.recovery_s = time.monotonic() - since
+    if outcome.reconnect_s is None:  # the spool went out in one batch, or was empty
+        outcome.reconnect_s = outcome.recovery_s
+
+
 @contextlib.contextmanager
 def _setup(work: Path, spool: Path | None = None) -> Iterator[tuple[RedisProcess, Daemon]]:
     server = RedisProcess(work)
@@ -347,7 +368,7 @@ def redis_killed(work: Path, down_s: float) -> Outcome:
         server.kill()
         time.sleep(down_s)
         server.start()
-        outcome.recovery_s = _wait(lambda: _connected(daemon), 120, "not reconnected")
+        _recover(outcome, daemon, time.monotonic())
         time.sleep(5)
         outcome.spool_dropped = daemon.metric("heritage_spool_dropped_events_total") or 0
         daemon.stop()
@@ -362,7 +383,7 @@ def redis_frozen(work: Path, freeze_s: float) -> Outcome:
         server.signal(signal.SIGSTOP)
         time.sleep(freeze_s)
         server.signal(signal.SIGCONT)
-        outcome.recovery_s = _wait(lambda: _connected(daemon), 120, "not reconnected")
+        _recover(outcome, daemon, time.monotonic())
         time.sleep(5)
         outcome.spool_dropped = daemon.metric("heritage_spool_dropped_events_total") or 0
         daemon.stop()
@@ -381,9 +402,10 @@ def daemon_killed(work: Path, spool_s: float) -> Outcome:
         server.start()
         started = time.monotonic()
         daemon.start()
-        _wait(lambda: _connected(daemon), 120, "the restarted daemon did not deliver its spool")
-        outcome.recovery_s = time.monotonic() - started
-        outcome.notes.append(f"{spooled:g} events spooled at the kill; recovery from restart")
+        _recover(outcome, daemon, started)
+        outcome.notes.append(
+            f"{spooled:g} events spooled at the kill; times from the new daemon's start"
+        )
         time.sleep(3)
         outcome.spool_dropped = daemon.metric("heritage_spool_dropped_events_total") or 0
         daemon.stop()
@@ -391,12 +413,12 @@ def daemon_killed(work: Path, spool_s: float) -> Outcome:
 
 
 def spool_disk_full(work: Path, down_s: float) -> Outcome:
-    outcome = Outcome("spool disk full (1 MiB tmpfs), Redis down", down_s)
+    outcome = Outcome("spool disk full (256 KiB tmpfs), Redis down", down_s)
     mount = work / "tmpfs"
     mount.mkdir()
     try:
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
             check=True, capture_output=True,
         )  # fmt: skip
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
@@ -410,7 +432,7 @@ def spool_disk_full(work: Path, down_s: float) -> Outcome:
             time.sleep(down_s)
             outcome.spool_dropped = daemon.metric("heritage_spool_dropped_events_total") or 0
             server.start()
-            outcome.recovery_s = _wait(lambda: _connected(daemon), 120, "not reconnected")
+            _recover(outcome, daemon, time.monotonic())
             time.sleep(5)
             dropped_total = daemon.metric("heritage_spool_dropped_events_total") or 0
             daemon.stop()
@@ -445,9 +467,9 @@ def main() -> None:
     }
     print(f"# {time.strftime('%Y-%m-%d')} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; {SOURCES} demo sources, level detector")  # fmt: skip
-    print("| case | fault | produced | delivered | lost | duplicated | recovery | "
+    print("| case | fault | produced | delivered | lost | duplicated | reconnect | recovery | "
           "spool drops | notes |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.cases.split(","):
         with tempfile.TemporaryDirectory(prefix=f"faults-{name}-") as work:
             print(cases[name](Path(work)).line(), flush=True)

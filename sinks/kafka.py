@@ -237,7 +237,13 @@ class KafkaSinkConfig(BaseModel):
         client = KafkaClient.from_settings(settings, self.bootstrap_servers)
         spool_dir = self.spool_dir or settings.HERITAGE_DATA_DIR / "spool" / "kafka"
         try:
-            spool = Spool(spool_dir, self.spool_max_bytes, self.spool_segment_bytes)
+            spool = Spool(
+                spool_dir,
+                self.spool_max_bytes,
+                self.spool_segment_bytes,
+                fsync=settings.HERITAGE_SPOOL_FSYNC,
+                fsync_interval_s=settings.HERITAGE_SPOOL_FSYNC_INTERVAL_S,
+            )
         except SpoolLockedError as exc:
             raise ConfigError(
                 f"sinks: kafka: {exc}; give each Kafka sink its own spool_dir"
@@ -404,6 +410,7 @@ class KafkaSink(Sink):
 
     def _append_to_spool(self, items: list[Published]) -> None:
         self._spool.append([item.json for item in items])
+        self._spool.sync_later()
         self._update_spool_metrics()
         self._start_recovery()
 

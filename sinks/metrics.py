@@ -88,6 +88,12 @@ class Metrics:
             ["sink"],
             registry=r,
         )
+        self.redis_duplicates = Counter(
+            "heritage_redis_duplicates_skipped",
+            "Events sent again after a lost reply that Redis already had (not added twice).",
+            ["sink"],
+            registry=r,
+        )
         self.redis_connected = Gauge(
             "heritage_redis_connected",
             "1 while a Redis sink delivers straight to Redis, 0 while it spools.",

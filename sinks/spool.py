@@ -40,6 +40,7 @@ counted in :attr:`Spool.torn`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -104,6 +105,7 @@ class Spool:
         self.fsync_interval_s = fsync_interval_s
         self._synced_at = time.monotonic()
         self._unsynced = False  # lines written to the tail segment and not yet fsync'ed
+        self._sync_timer: asyncio.TimerHandle | None = None
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.dropped = 0
@@ -178,6 +180,21 @@ class Spool:
         """Lines were appended since the last fsync (and the policy wants them synced)."""
         return self._unsynced
 
+    def sync_later(self) -> None:
+        """On the running event loop, fsync ``fsync_interval_s`` after an unsynced append.
+
+        Appends fsync by themselves once the interval has passed; this covers the last
+        appends of a burst, so the loss bound holds when appends stop.
+        """
+        if self._unsynced and self._sync_timer is None:
+            self._sync_timer = asyncio.get_running_loop().call_later(
+                self.fsync_interval_s, self._timed_sync
+            )
+
+    def _timed_sync(self) -> None:
+        self._sync_timer = None
+        self.sync()
+
     def sync(self) -> None:
         """Fsync the tail segment now if lines were appended since the last fsync."""
         if not self._unsynced or self._writer is None:
@@ -192,6 +209,9 @@ class Spool:
 
     def close(self) -> None:
         """Close files and release the directory; what is left waits for the next start."""
+        if self._sync_timer is not None:
+            self._sync_timer.cancel()
+            self._sync_timer = None
         if self._writer is not None:
             self.sync()
             self._writer.close()

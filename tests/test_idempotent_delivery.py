@@ -53,8 +53,10 @@ def test_a_frozen_redis_gets_every_event_once_and_delivery_resumes_within_2_s(
 ) -> None:
     private_redis.start()
 
+    metrics = Metrics()
+
     async def scenario() -> tuple[int, float, int]:
-        sink = _fast_failing_sink(Metrics(), tmp_path, private_redis.url)
+        sink = _fast_failing_sink(metrics, tmp_path, private_redis.url)
         seq = await _produce(sink, 0, 0.5)
         private_redis.freeze()
         # The batch in flight now times out, is spooled, and is applied by Redis later:
@@ -76,6 +78,10 @@ def test_a_frozen_redis_gets_every_event_once_and_delivery_resumes_within_2_s(
         seqs = _seqs(client, KEY)
     assert seqs == list(range(produced))  # none lost, none twice, in order
     assert skipped >= BATCH  # the retried in-flight batch really reached Redis twice
+    counted = metrics.registry.get_sample_value(
+        "heritage_redis_duplicates_skipped_total", {"sink": f"redis_streams:{private_redis.url}"}
+    )
+    assert counted == skipped
     assert recovery < 2.0
 
 

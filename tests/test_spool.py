@@ -1,6 +1,7 @@
 """The on-disk spool on its own: order, acknowledgement, restarts, its bound and torn writes."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,44 @@ def test_fsync_never_makes_no_sync_call(tmp_path: Path) -> None:
 def test_an_unknown_fsync_policy_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="always, interval or never"):
         Spool(tmp_path, max_bytes=BOUND, segment_bytes=SEGMENT, fsync="sometimes")  # type: ignore[arg-type]
+
+
+_BURST = """
+import asyncio, os, sys
+from pathlib import Path
+from sinks.spool import Spool
+
+async def main() -> None:
+    spool = Spool(Path(sys.argv[1]), max_bytes=1 << 20, segment_bytes=1 << 16,
+                  fsync="interval", fsync_interval_s=0.3)
+    for _ in range(3):                 # a burst well within the interval: no fsync yet
+        spool.append(['{"seq": 0}'] * 10)
+        spool.sync_later()
+    os.getppid()                       # marks the end of the burst in the trace
+    await asyncio.sleep(0.8)           # appends stopped: the timer syncs the tail
+    os.getppid()
+    spool.close()
+
+asyncio.run(main())
+"""
+
+
+def test_the_tail_of_a_burst_is_fsynced_within_the_interval_after_appends_stop(
+    tmp_path: Path,
+) -> None:
+    trace = tmp_path / "burst.strace"
+    subprocess.run(
+        ["strace", "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync,getppid", "-o", str(trace),
+         sys.executable, "-c", _BURST, str(tmp_path / "spool")],
+        check=True, cwd=ROOT,
+    )  # fmt: skip
+    # strace prefixes a pid only when the process has more than one thread.
+    calls = [re.sub(r"^\d+ +", "", line) for line in trace.read_text().splitlines()]
+    marks = [i for i, call in enumerate(calls) if call.startswith("getppid(")]
+    assert len(marks) == 2
+    segment_syncs = [
+        i for i, c in enumerate(calls) if c.startswith("fsync(") and SEGMENT_SUFFIX in c
+    ]
+    assert [i for i in segment_syncs if i < marks[0]] == []  # none during the burst
+    assert [i for i in segment_syncs if marks[0] < i < marks[1]]  # the timer's
+    assert [i for i in segment_syncs if i > marks[1]] == []  # nothing left for close
