@@ -23,7 +23,16 @@ from starlette.types import Scope
 
 from api import health, live
 from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
-from api.routes import auth, corrections, job_events, maxxi, playback, recordings, tasks
+from api.routes import (
+    admin,
+    auth,
+    corrections,
+    job_events,
+    maxxi,
+    playback,
+    recordings,
+    tasks,
+)
 from api.service import DB_ERRORS, Service
 from config.settings import Settings
 from config.version import VERSION
@@ -95,6 +104,7 @@ def create_app(
         corrections.router,
         recordings.router,
         playback.router,
+        admin.router,
         maxxi.router,
         live.router,
     ):

@@ -235,3 +235,47 @@ def test_search_refuses_bad_criteria(tmp_path: Path) -> None:
                 "/api/v1/recordings", params=params, headers=client.auth("viewer")
             )
             assert response.status_code == 422, params
+
+
+def test_an_admin_manages_people_and_keys_and_nobody_else_can(tmp_path: Path) -> None:
+    with api(settings_for("sqlite", tmp_path)) as client:
+        admin = client.auth("admin")
+        added = client.http.post(
+            "/api/v1/users",
+            json={"username": "curator", "role": "operator", "password": "a long password"},
+            headers=admin,
+        )
+        assert added.status_code == 201, added.text
+        login = client.http.post(
+            "/api/v1/auth/login", json={"username": "curator", "password": "a long password"}
+        )
+        assert login.json()["role"] == "operator"
+        again = client.http.post(
+            "/api/v1/users",
+            json={"username": "curator", "role": "viewer", "password": "another long one"},
+            headers=admin,
+        )
+        assert again.status_code == 409
+        short = client.http.post(
+            "/api/v1/users", json={"username": "x", "role": "viewer", "password": "short"},
+            headers=admin,
+        )  # fmt: skip
+        assert short.status_code == 422
+        for role in ("operator", "viewer"):
+            assert client.http.get("/api/v1/users", headers=client.auth(role)).status_code == 403
+        assert client.http.delete("/api/v1/users/admin", headers=admin).status_code == 409
+        assert client.http.delete("/api/v1/users/curator", headers=admin).status_code == 204
+        names = [u["username"] for u in client.http.get("/api/v1/users", headers=admin).json()]
+        assert "curator" not in names
+        assert "admin" in names
+
+        key = client.http.post("/api/v1/keys", json={"name": "maxxi"}, headers=admin).json()
+        assert key["role"] == "integration"
+        assert key["secret"].startswith(key["prefix"])
+        machine = {"X-API-Key": key["secret"]}
+        assert client.http.get("/api/v1/tasks", headers=machine).status_code == 200
+        listed = client.http.get("/api/v1/keys", headers=admin).json()
+        assert [k["name"] for k in listed] == ["maxxi"]
+        assert "secret" not in listed[0]
+        assert client.http.delete("/api/v1/keys/maxxi", headers=admin).status_code == 204
+        assert client.http.get("/api/v1/tasks", headers=machine).status_code == 401

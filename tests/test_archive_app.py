@@ -250,3 +250,33 @@ def test_the_front_page_links_to_sign_in_and_the_application(
     expect(page.get_by_role("link", name="Sign in")).to_have_attribute("href", "/app/#/login")
     page.get_by_role("link", name="Sign in").click()
     expect(page.get_by_label("Username")).to_be_focused()
+
+
+def test_an_admin_adds_a_person_and_creates_a_key(server: Server, browser: Browser) -> None:
+    page = signed_in(browser, server, "admin")
+    page.get_by_role("link", name="Users and keys").click()
+    form = page.get_by_test_id("add-user")
+    form.get_by_label("Username").fill("archivista")
+    form.get_by_label("Password").fill("una password lunga")
+    form.get_by_label("Role").select_option("operator")
+    form.get_by_role("button", name="Add user").click()
+    expect(page.locator('[data-user="archivista"]')).to_contain_text("operator")
+    login = server.api.http.post(
+        "/api/v1/auth/login", json={"username": "archivista", "password": "una password lunga"}
+    )
+    assert login.status_code == 200
+    keys = page.get_by_test_id("add-key")
+    keys.get_by_label("Key name").fill("catalogue")
+    keys.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("new-key")
+    expect(secret).to_contain_text("shown this once")
+    key = (secret.text_content() or "").split(": ")[1].split(" ")[0]
+    tasks = server.api.http.get("/api/v1/tasks", headers={"X-API-Key": key})
+    assert tasks.status_code == 200
+    shot(page, "admin")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator('[data-user="archivista"]').get_by_role("button", name="Remove").click()
+    expect(page.locator('[data-user="archivista"]')).to_have_count(0)
+    page.locator('[data-key="catalogue"]').get_by_role("button", name="Revoke").click()
+    expect(page.locator('[data-key="catalogue"]')).to_contain_text("revoked")
+    assert server.api.http.get("/api/v1/tasks", headers={"X-API-Key": key}).status_code == 401

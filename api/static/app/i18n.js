@@ -51,6 +51,13 @@ const STRINGS = {
     dcTitle: "Title", dcCreator: "Creator", dcSubject: "Subject", dcDescription: "Description",
     dcPublisher: "Publisher", dcContributor: "Contributor", dcDate: "Date (YYYY, YYYY-MM or YYYY-MM-DD)",
     dcType: "Type", dcFormat: "Format", dcIdentifier: "Identifier", dcSource: "Source",
+    navAdmin: "Users and keys", adminOnly: "Only an admin manages users and keys.",
+    users: "People who sign in", apiKeys: "API keys for machines", role: "Role", actions: "Actions",
+    addUser: "Add user", remove: "Remove", removed: "Removed", added: "Added",
+    confirmRemove: "Remove {name}? They can no longer sign in.",
+    keyName: "Key name", createKey: "Create key", revoke: "Revoke", revoked: "revoked",
+    prefix: "Prefix", lastUsed: "Last used",
+    keyOnce: "Key {name}: {secret} — shown this once; store it now.",
     dcLanguage: "Language", dcRelation: "Relation", dcCoverage: "Coverage", dcRights: "Rights",
   },
   it: {

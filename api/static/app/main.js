@@ -2,6 +2,7 @@
 import { session, signIn } from "./api.js";
 import { h, fill, field } from "./dom.js";
 import { t } from "./i18n.js";
+import { adminPage } from "./admin.js";
 import { jobsPage } from "./jobs.js";
 import { recordingPage } from "./recording.js";
 import { searchPage } from "./search.js";
@@ -45,6 +46,7 @@ function header() {
   const s = session.get();
   const links = s ? [["#/jobs", t("navJobs")], ["#/search", t("navSearch")]] : [];
   if (session.can("admin", "operator")) links.splice(1, 0, ["#/upload", t("navUpload")]);
+  if (session.can("admin")) links.push(["#/admin", t("navAdmin")]);
   links.push(["/", t("navLive")]);
   const current = location.hash.split("/")[1] || "";
   fill(nav, links.map(([href, text]) => h("a", {
@@ -58,7 +60,9 @@ function header() {
   }
 }
 
-const PAGES = { jobs: jobsPage, upload: uploadPage, search: searchPage, recording: recordingPage };
+const PAGES = {
+  jobs: jobsPage, upload: uploadPage, search: searchPage, recording: recordingPage, admin: adminPage,
+};
 
 function route() {
   if (leave) { leave(); leave = null; }
