@@ -29,6 +29,7 @@ run: install
 
 system-deps:
 	bash tools/install-system-deps.sh
+	bash tools/install-tools.sh
 
 lint: install-dev
 	$(BIN)/ruff format --check .

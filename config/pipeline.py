@@ -15,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from config.errors import ConfigError, format_validation_error
 from detectors import AnyDetectorConfig, HeritageConfig, LevelConfig, SpeakerConfig, VadConfig
 from sinks.jsonl import JsonlSinkConfig
+from sinks.kafka import KafkaSinkConfig
 from sinks.redis_streams import RedisStreamsSinkConfig
 from stream.recorder import RecorderConfig
 from stream.sources import AnySourceConfig, SoundDeviceSourceConfig
 
-AnySinkConfig = Annotated[JsonlSinkConfig | RedisStreamsSinkConfig, Field(discriminator="type")]
+AnySinkConfig = Annotated[
+    JsonlSinkConfig | RedisStreamsSinkConfig | KafkaSinkConfig, Field(discriminator="type")
+]
 
 
 class _Strict(BaseModel):

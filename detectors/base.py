@@ -10,8 +10,8 @@ those models.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any, ClassVar
+from collections.abc import Callable, Hashable
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,10 +26,39 @@ class DetectorConfig(BaseModel):
     type: str
 
 
+T = TypeVar("T")
+
+
+class ChannelResources:
+    """What the detectors of one channel may share, built by the first that asks.
+
+    For example one Silero pass over the channel's frames that both the VAD and the
+    speaker detector's gate read (``detectors.vad.shared_silero_frames``).
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        """The resource under ``key``, made by ``make`` the first time."""
+        if key not in self._items:
+            self._items[key] = make()
+        item: T = self._items[key]
+        return item
+
+
 class Detector(ABC):
     """Turns windows of one channel into events."""
 
     name: ClassVar[str]
+
+    def attach(self, resources: ChannelResources) -> None:
+        """Share work with the channel's other detectors (``resources`` is per channel).
+
+        Called once, after every detector of the channel is built and before any window;
+        detectors that share nothing ignore it.
+        """
+        del resources
 
     @abstractmethod
     def window_samples(self) -> tuple[int, int]:

@@ -94,6 +94,12 @@ class Metrics:
             ["sink"],
             registry=r,
         )
+        self.kafka_connected = Gauge(
+            "heritage_kafka_connected",
+            "1 while a Kafka sink delivers straight to the brokers, 0 while it spools.",
+            ["sink"],
+            registry=r,
+        )
         self.ws_clients = Gauge(
             "heritage_websocket_clients", "Connected WebSocket clients.", registry=r
         )

@@ -45,10 +45,13 @@ _PROVIDED: dict[str, tuple[str, str, str]] = {
     "db": ("api.cli", "add_parsers", "database schema migrations"),
     "users": ("api.cli", "add_parsers", "manage people who log in"),
     "keys": ("api.cli", "add_parsers", "manage API keys for machines"),
+    "aggregate": ("aggregate.cli", "add_parser",
+                  "aggregate every site's Kafka events into windowed figures per site and room "
+                  "(faust)"),
 }  # fmt: skip
 _HANDLERS = {
     "subscribe": "cmd_subscribe", "train": "cmd_train", "evaluate": "cmd_evaluate",
-    "models": "cmd_models", "speakers": "cmd_speakers",
+    "models": "cmd_models", "speakers": "cmd_speakers", "aggregate": "cmd_aggregate",
 }  # fmt: skip
 
 

@@ -57,6 +57,11 @@ def pipeline_config(args: argparse.Namespace, settings: Settings) -> PipelineCon
     if settings.redis_enabled and not any(s.type == "redis_streams" for s in config.sinks):
         # DESIGN: with a Redis host configured, Redis sinks are on.
         config = config.model_copy(update={"sinks": [*config.sinks, RedisStreamsSinkConfig()]})
+    if settings.kafka_enabled and not any(s.type == "kafka" for s in config.sinks):
+        # With brokers configured, the Kafka sink is on too: a site may publish to both.
+        from sinks.kafka import KafkaSinkConfig
+
+        config = config.model_copy(update={"sinks": [*config.sinks, KafkaSinkConfig()]})
     return config
 
 

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 FALLBACK_URL = "redis://127.0.0.1:6379/0"
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
 
 
 def _default(name: str) -> Any:
@@ -43,7 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--url",
         help=f"Redis URL (default: redis://$REDIS_HOST:$REDIS_PORT/0, else {FALLBACK_URL})",
     )
-    which = sub.add_mutually_exclusive_group(required=True)
+    sub.add_argument(
+        "--kafka",
+        action="store_true",
+        help="read every site's events from Kafka ($KAFKA_BOOTSTRAP_SERVERS, topic "
+        "$KAFKA_TOPIC_PREFIX.events) instead of Redis; --installation keeps one site's",
+    )
+    which = sub.add_mutually_exclusive_group()
     which.add_argument(
         "--installation",
         metavar="ID",
@@ -110,8 +117,27 @@ def subscriber_config(args: argparse.Namespace, settings: Settings) -> Subscribe
 
 def cmd_subscribe(args: argparse.Namespace, settings: Settings) -> int:
     """Run the subscriber until a signal (or, with ``--burst``, until caught up)."""
+    if args.kafka:
+        return _subscribe_kafka(args, settings)
+    if not (args.installation or args.stream):
+        print(
+            "heritage-audio: error: one of --installation or --stream is required", file=sys.stderr
+        )
+        return EXIT_USAGE
     config = subscriber_config(args, settings)
     return asyncio.run(_subscribe(config))
+
+
+def _subscribe_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from stream.subscribe_kafka import run_kafka_subscriber
+
+    unsupported = [f"--{name.replace('_', '-')}" for name in ("stream", "url", "webhook",
+                   "consumer", "claim_idle_ms", "attempts") if getattr(args, name)]  # fmt: skip
+    if unsupported:
+        print(f"heritage-audio: error: {', '.join(unsupported)} is for Redis, not --kafka",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    return run_kafka_subscriber(args, settings)
 
 
 async def _subscribe(config: SubscriberConfig) -> int:

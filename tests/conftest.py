@@ -65,12 +65,12 @@ def serving(runtime: Runtime, port: int | None = None, **app_options: Any) -> It
     """The app for ``runtime`` on a real uvicorn server in a thread; yields its base URL."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, uvicorn_config
 
     port = port or free_port()
     app = create_app(runtime.settings, runtime, **app_options)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws_ping_interval=None)
+        uvicorn_config(app, "127.0.0.1", port, log_config=None, ws_ping_interval=None)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -161,3 +161,19 @@ def null_sink(pulse_server: None) -> Iterator[NullSink]:
     sink.load()
     yield sink
     sink.unload()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Kafka-protocol broker (Tansu, memory storage) on a free port, for the session.
+
+    Never skipped: a missing binary fails the test with how to install it.
+    """
+    from tests.kafka_broker import Broker
+
+    broker = Broker(tmp_path_factory.mktemp("kafka"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -100,7 +100,7 @@ def test_help_lists_exactly_the_commands_that_exist() -> None:
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert set(commands) == {
         "run", "daemon", "api", "worker", "analyze", "devices", "train", "evaluate",
-        "subscribe", "db", "users", "keys", "speakers", "models",
+        "subscribe", "db", "users", "keys", "speakers", "models", "aggregate",
     }  # fmt: skip
     for command in commands:
         assert command in proc.stdout

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import soundfile as sf
 from pyannote.core import Annotation, Segment, Timeline
@@ -26,15 +27,18 @@ from pydantic import ValidationError
 
 from config.pipeline import PipelineConfig
 from detectors import SpeakerConfig
-from detectors.speaker.detector import SpeakerDetector, SpeakerHistory
+from detectors.base import ChannelResources
+from detectors.speaker.detector import FRAME, SpeakerDetector, SpeakerHistory
 from detectors.speaker.offline import diarize
 from detectors.speaker.overlap import N_FEATURES, OverlapModel, features, frame_logmel, load_model
+from detectors.vad import SileroFrames, VadConfig, VadDetector
 from sinks.metrics import Metrics
 from stream.analyze import analyze_file
 from stream.events import Event, SpeakerTurn
 from stream.pipeline import SourceRunner
 from stream.sources import FileSource, FileSourceConfig
 from stream.speaker_report import speaker_analysis_config
+from stream.windowing import Window
 from tests.conftest import DATA
 
 ROOMS = DATA / "diarization"
@@ -255,3 +259,50 @@ def test_the_lean_overlap_probability_equals_the_feature_matrix_one(speakers: in
     expected = model.probability(features(logmel, scores))
     assert model.frame_probability(logmel, scores) == pytest.approx(expected, abs=2e-5)
     assert model.frame_probability(logmel[:0], None).shape == (0,)
+
+
+def test_the_vad_and_the_speaker_gate_share_one_silero_pass() -> None:
+    """Silero runs once per frame for both, and each decides exactly as it does alone."""
+    audio, rate = sf.read(ROOMS / "room_2spk_overlap.flac", dtype="float32")
+    audio = audio[: 20 * rate]
+    vad_config, speaker_config = VadConfig(), SpeakerConfig(hop_s=1.0)
+
+    def decisions(shared: bool) -> tuple[list[bool], list[bool], int]:
+        vad = VadDetector(vad_config, 0, rate)
+        speaker = SpeakerDetector(speaker_config, 0, rate)
+        if shared:
+            resources = ChannelResources()
+            vad.attach(resources)
+            speaker.attach(resources)
+        runs = 0
+        original = SileroFrames.probability
+
+        def counted(self: SileroFrames, samples: npt.NDArray[np.float32]) -> float:
+            nonlocal runs
+            runs += 1
+            return original(self, samples)
+
+        SileroFrames.probability = counted  # type: ignore[method-assign]
+        try:
+            frame, hop = FRAME, speaker.hop
+            vad_voiced = [
+                vad.is_voiced(Window(0, s, audio[s : s + frame], rate))
+                for s in range(0, len(audio) - frame + 1, frame)
+            ]
+            gate = [
+                bool(v)
+                for s in range(0, len(audio) - hop + 1, hop)
+                for v in speaker._gate.frames(s, audio[s : s + hop])
+            ]
+        finally:
+            SileroFrames.probability = original  # type: ignore[method-assign]
+        return vad_voiced, gate, runs
+
+    vad_alone, gate_alone, runs_alone = decisions(shared=False)
+    vad_shared, gate_shared, runs_shared = decisions(shared=True)
+    assert vad_shared == vad_alone
+    assert gate_shared == gate_alone
+    frames = len(audio) // FRAME
+    assert runs_shared <= frames < runs_alone
+    # Different thresholds, so the decisions differ somewhere, from one judgement per frame.
+    assert vad_alone[: len(gate_alone)] != gate_alone

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from detectors.base import Detector, DetectorConfig, register
+from detectors.base import ChannelResources, Detector, DetectorConfig, register
 from detectors.speaker.clustering import Assignment, Matrix, OnlineClusterer, unit
 from detectors.speaker.encoder import SpeakerEncoder
 from detectors.speaker.frontend import normalize_volume, partial_mels
@@ -40,12 +40,12 @@ from detectors.speaker.overlap import N_MELS, frame_logmel
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, match_names
 from detectors.vad import (
     SILERO_FRAME,
-    FrameClassifier,
     LevelNormaliser,
-    SileroFrames,
+    SileroFrameCache,
     VadConfig,
     WebRtcFrames,
     energy_db,
+    shared_silero_frames,
 )
 from stream.events import Event, SpeakerTurn
 from stream.windowing import Samples, Window
@@ -202,42 +202,59 @@ class _Turn:
 
 
 class SpeechGate:
-    """Per 32 ms frame: speech or not (energy floor, then a VAD frame classifier)."""
+    """Per 32 ms frame: speech or not (energy floor, then a VAD frame classifier).
+
+    With Silero, the frames are judged through a :class:`SileroFrameCache` that the
+    channel's VAD shares (``attach``) when its normaliser settings are the defaults the
+    gate uses, so Silero runs once per frame for both.
+    """
 
     def __init__(self, config: SpeakerConfig, sample_rate: int) -> None:
-        vad = VadConfig(engine=config.gate, threshold=config.gate_threshold, frame_ms=30)
-        self._classifier: FrameClassifier = (
-            SileroFrames(vad, sample_rate) if config.gate == "silero" else WebRtcFrames(vad, 16000)
-        )
+        self._vad = VadConfig(engine=config.gate, threshold=config.gate_threshold, frame_ms=30)
+        self._rate = sample_rate
+        self._threshold = config.gate_threshold
         self._floor = config.energy_floor_dbfs
-        self._silence = vad.silence_floor_dbfs
-        self._stateful = config.gate == "silero"
+        self._silence = self._vad.silence_floor_dbfs
+        self._silero = SileroFrameCache(self._vad, sample_rate) if config.gate == "silero" else None
+        self._webrtc = WebRtcFrames(self._vad, 16000) if config.gate == "webrtc" else None
         # The same gain normalisation as the VAD detector, so distant voices pass the gate.
-        self._normaliser = LevelNormaliser(vad, FRAME / sample_rate)
+        self._normaliser = LevelNormaliser(self._vad, FRAME / sample_rate)
+
+    def attach(self, resources: ChannelResources) -> None:
+        if self._silero is not None:
+            self._silero = shared_silero_frames(resources, self._vad, self._rate)
 
     def reset(self) -> None:
-        self._classifier.reset()
+        if self._silero is not None:
+            self._silero.reset()
+        if self._webrtc is not None:
+            self._webrtc.reset()
         self._normaliser.reset()
 
-    def frames(self, samples: Samples) -> npt.NDArray[np.bool_]:
-        """The decision for each whole 512-sample frame of ``samples``."""
+    def frames(self, start: int, samples: Samples) -> npt.NDArray[np.bool_]:
+        """The decision for each whole 512-sample frame of ``samples`` (from stream sample
+        ``start``)."""
+        if self._silero is not None:
+            judged = self._silero.judge(start, samples)
+            energy, gain, probability = judged[:, 0], judged[:, 1], judged[:, 2]
+            loud = (energy >= self._silence) & (energy + gain >= self._floor)
+            return np.asarray(loud & (probability >= self._threshold), dtype=np.bool_)
+        assert self._webrtc is not None
         n = len(samples) // FRAME
         frames = samples[: n * FRAME].reshape(n, FRAME)
         energies = [energy_db(f) for f in frames]
         gains = [self._normaliser.gain_db(e) for e in energies]
         frames = frames * (10 ** (np.array(gains) / 20)).astype(np.float32)[:, np.newaxis]
-        loud = [
-            e >= self._silence and e + g >= self._floor
-            for e, g in zip(energies, gains, strict=True)
-        ]
-        if self._stateful:
-            # Silero carries state across frames: it must hear the quiet ones too.
-            return np.array([self._classify(f) and ok for f, ok in zip(frames, loud, strict=True)])
-        return np.array([ok and self._classify(f) for f, ok in zip(frames, loud, strict=True)])
-
-    def _classify(self, frame: Samples) -> bool:
         # WebRTC VAD takes 10/20/30 ms: it judges the first 480 samples of the 512.
-        return self._classifier.is_voiced(frame[: self._classifier.frame])
+        return np.array(
+            [
+                e >= self._silence
+                and e + g >= self._floor
+                and self._webrtc.is_voiced(f[: self._webrtc.frame])
+                for f, e, g in zip(frames, energies, gains, strict=True)
+            ],
+            dtype=np.bool_,
+        )
 
 
 @register("speaker")
@@ -277,6 +294,9 @@ class SpeakerDetector(Detector):
     def window_samples(self) -> tuple[int, int]:
         return self.hop, self.hop
 
+    def attach(self, resources: ChannelResources) -> None:
+        self._gate.attach(resources)
+
     def reset(self) -> None:
         self._gate.reset()
         self._clusterer.reset()
@@ -297,7 +317,7 @@ class SpeakerDetector(Detector):
     # -- the stream -------------------------------------------------------------------------
 
     def process(self, window: Window) -> list[Event]:
-        voiced = self._gate.frames(window.samples)
+        voiced = self._gate.frames(window.start, window.samples)
         self._audio = np.concatenate([self._audio[self.hop :], window.samples])
         self._voiced = np.concatenate([self._voiced[len(voiced) :], voiced])
         self._queue.append(_Hop(window.start, voiced, self._window_mels()))

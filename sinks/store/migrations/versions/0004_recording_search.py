@@ -1,7 +1,7 @@
 """recording search: one searchable row per completed analysis
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-12-05 23:50:00
 
 Rows of results stored before this revision are filled in by the service at
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,534 @@
+"""Kafka sink: every event one record on ``PREFIX.events``; spooled on disk while Kafka is away.
+
+Records
+    value   the event's JSON, byte for byte as on the WebSocket and in Redis
+    key     ``installation_id/source``: the source's id across sites, so all of a
+            source's events land on one partition, in order
+
+Delivery
+    Each batch is handed to the producer in order and awaited whole (``acks=all``;
+    aiokafka keeps one request in flight per partition, so a retry never reorders).
+    When the brokers cannot be reached, or a batch is not acknowledged within
+    ``send_timeout_s``, that batch and every later one go to a bounded on-disk spool
+    (:mod:`sinks.spool`). A background task starts a new producer with exponential
+    backoff and jitter; once it connects it delivers the spool in order, acknowledging
+    each batch only after the brokers did, then goes back to direct delivery.
+
+    Delivery is at least once: a batch interrupted mid-way is sent again whole. The
+    idempotent producer (``enable_idempotence``) removes those duplicates where the
+    broker supports it (Tansu 0.6 does not: its InitProducerId fails); consumers drop
+    the rest by ``(source, run_id, seq)`` (:func:`sinks.kafka_consumer.event_identity`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from config.errors import ConfigError
+from config.settings import Settings
+from sinks.base import Sink
+from sinks.bus import Published
+from sinks.metrics import Metrics
+from sinks.spool import Spool, SpoolLockedError, human_bytes
+
+logger = logging.getLogger(__name__)
+
+MIB = 1 << 20
+_STILL_DOWN_LOG_S = 60.0
+_FIRST_CONNECT_S = 3.0
+"""Longest wait for the brokers at start-up before spooling (the daemon starts regardless)."""
+# Whatever keeps a record from being stored: brokers gone, timing out, or refusing it.
+_UNAVAILABLE = (KafkaError, OSError, TimeoutError)
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def events_topic(prefix: str) -> str:
+    """The topic every site publishes its events to."""
+    return f"{prefix}.events"
+
+
+def aggregates_topic(prefix: str) -> str:
+    """The topic `aggregate` writes its windowed figures to (upserts, compactable)."""
+    return f"{prefix}.aggregates"
+
+
+def dead_letter_topic(prefix: str) -> str:
+    """Where `aggregate` puts records it could not read, with the reason in a header."""
+    return f"{prefix}.dead-letter"
+
+
+def record_key(installation_id: str, source: str) -> bytes:
+    """The partition key of a source's events: its id across all sites."""
+    return f"{installation_id}/{source}".encode()
+
+
+@dataclass(frozen=True)
+class KafkaClient:
+    """How to reach the brokers: addresses and TLS/SASL, rendered into aiokafka's options."""
+
+    bootstrap_servers: str
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bootstrap_servers: str | None = None) -> KafkaClient:
+        """The client the KAFKA_* settings describe (:class:`ConfigError` if incomplete)."""
+        servers = bootstrap_servers or settings.KAFKA_BOOTSTRAP_SERVERS
+        if not servers:
+            raise ConfigError("kafka: no brokers to reach: set KAFKA_BOOTSTRAP_SERVERS")
+        password = settings.KAFKA_SASL_PASSWORD
+        client = cls(
+            bootstrap_servers=servers,
+            security_protocol=settings.KAFKA_SECURITY_PROTOCOL,
+            sasl_mechanism=settings.KAFKA_SASL_MECHANISM,
+            sasl_username=settings.KAFKA_SASL_USERNAME,
+            sasl_password=password.get_secret_value() if password else None,
+            ssl_cafile=settings.KAFKA_SSL_CAFILE,
+            ssl_certfile=settings.KAFKA_SSL_CERTFILE,
+            ssl_keyfile=settings.KAFKA_SSL_KEYFILE,
+        )
+        client.check()
+        return client
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` naming the setting that is missing or contradictory."""
+        if self.uses_sasl and not (self.sasl_username and self.sasl_password):
+            raise ConfigError(
+                f"kafka: KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("kafka: KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together")
+        tls_files = (self.ssl_cafile, self.ssl_certfile, self.ssl_keyfile)
+        if not self.uses_tls and any(tls_files):
+            raise ConfigError(
+                "kafka: KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL is "
+                f"{self.security_protocol}; use SSL or SASL_SSL"
+            )
+        for path in tls_files:
+            if path is not None and not path.is_file():
+                raise ConfigError(f"kafka: {path}: no such file")
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of aiokafka's producer, consumer and admin client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.uses_tls:
+            # Verifies the broker's certificate and host name (the default context does).
+            options["ssl_context"] = create_ssl_context(
+                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            )
+        if self.uses_sasl:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password
+        return options
+
+    def describe(self) -> str:
+        """Where and how, for a log line (no secrets)."""
+        return f"{self.bootstrap_servers} ({self.security_protocol})"
+
+
+async def ensure_topics(
+    client: KafkaClient, names: list[str], partitions: int, replication: int = 1
+) -> None:
+    """Create the topics that do not exist yet (brokers without auto-creation need it)."""
+    admin = AIOKafkaAdminClient(**client.options())
+    await admin.start()
+    try:
+        for name in names:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([NewTopic(name, partitions, replication)])
+    finally:
+        await admin.close()
+
+
+class KafkaSinkConfig(BaseModel):
+    """Publish every event to Kafka; spool to disk while the brokers are unreachable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["kafka"] = "kafka"
+    bootstrap_servers: str | None = Field(
+        None,
+        title="Brokers",
+        description="Comma-separated host:port; default KAFKA_BOOTSTRAP_SERVERS.",
+    )
+    topic_prefix: str | None = Field(
+        None,
+        title="Topic prefix",
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        description="Events go to PREFIX.events; default KAFKA_TOPIC_PREFIX.",
+    )
+    create_topic: bool = Field(
+        True, title="Create the topic", description="Create PREFIX.events if it does not exist."
+    )
+    partitions: int = Field(
+        12, ge=1, le=10_000, description="Partitions of the topic when this sink creates it."
+    )
+    replication_factor: int = Field(
+        1, ge=1, le=32, description="Copies of each partition when this sink creates the topic."
+    )
+    idempotent: bool = Field(
+        False,
+        title="Idempotent producer",
+        description="Brokers drop retried duplicates (needs InitProducerId; Tansu lacks it).",
+    )
+    batch_size: int = Field(500, ge=1, le=100_000, description="Most events awaited at once.")
+    linger_ms: int = Field(5, ge=0, le=10_000, description="Wait to fill a request, ms.")
+    compression: Literal["gzip", "lz4", "snappy", "zstd"] | None = Field(
+        None, description="Record batch compression (lz4, snappy, zstd need their packages)."
+    )
+    send_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="A batch not acknowledged this long: brokers are away."
+    )
+    spool_dir: Path | None = Field(
+        None, description="Where events wait; default HERITAGE_DATA_DIR/spool/kafka."
+    )
+    spool_max_bytes: int = Field(256 * MIB, ge=64 * 1024, le=1 << 40)
+    spool_segment_bytes: int = Field(4 * MIB, ge=4096, le=1 << 30)
+    reconnect_initial_s: float = Field(0.5, gt=0, le=60)
+    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    close_timeout_s: float = Field(
+        3.0, ge=0, le=300, description="Seconds to deliver the spool at shutdown."
+    )
+
+    @model_validator(mode="after")
+    def _consistent_bounds(self) -> KafkaSinkConfig:
+        if self.spool_max_bytes < 2 * self.spool_segment_bytes:
+            raise ValueError("spool_max_bytes must be at least twice spool_segment_bytes")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must not be less than reconnect_initial_s")
+        return self
+
+    def build(self, settings: Settings, metrics: Metrics) -> Sink:
+        """The sink this entry describes, its spool opened (:class:`ConfigError` if it cannot)."""
+        client = KafkaClient.from_settings(settings, self.bootstrap_servers)
+        spool_dir = self.spool_dir or settings.HERITAGE_DATA_DIR / "spool" / "kafka"
+        try:
+            spool = Spool(spool_dir, self.spool_max_bytes, self.spool_segment_bytes)
+        except SpoolLockedError as exc:
+            raise ConfigError(
+                f"sinks: kafka: {exc}; give each Kafka sink its own spool_dir"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"sinks: kafka: spool_dir {spool_dir}: cannot use it ({exc.strerror})"
+            ) from None
+        topic = events_topic(self.topic_prefix or settings.KAFKA_TOPIC_PREFIX)
+        return KafkaSink(self, client, topic, spool, metrics)
+
+
+class KafkaSink(Sink):
+    """Produces batches to ``topic``; spools them in order while the brokers are away."""
+
+    def __init__(
+        self,
+        config: KafkaSinkConfig,
+        client: KafkaClient,
+        topic: str,
+        spool: Spool,
+        metrics: Metrics,
+    ) -> None:
+        self.name = f"kafka:{client.bootstrap_servers}/{topic}"
+        self.batch_size = config.batch_size
+        self.topic = topic
+        self._config = config
+        self._client = client
+        self._spool = spool
+        self._producer: AIOKafkaProducer | None = None
+        self._spooling = True  # until a producer has connected (and any old spool is out)
+        self._down_since: float | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._delivered = 0
+        self._dropped_seen = 0
+        self._errors = metrics.sink_errors.labels(self.name)
+        self._connected = metrics.kafka_connected.labels(self.name)
+        self._spool_events = metrics.spool_events.labels(self.name)
+        self._spool_bytes = metrics.spool_bytes.labels(self.name)
+        self._spool_dropped = metrics.spool_dropped.labels(self.name)
+        self._connected.set(0)
+        self._update_spool_metrics()
+
+    @property
+    def spooled(self) -> int:
+        """Events waiting in the spool."""
+        return len(self._spool)
+
+    @property
+    def connected(self) -> bool:
+        """True while events go straight to the brokers."""
+        return not self._spooling
+
+    async def start(self) -> None:
+        """Connect and deliver a spool left by an earlier run; if the brokers are away,
+        spool from the first event and keep trying in the background."""
+        try:
+            async with asyncio.timeout(min(self._config.send_timeout_s, _FIRST_CONNECT_S)):
+                await self._connect()
+                await self._drain()
+        except _UNAVAILABLE as exc:
+            await self._drop_producer(flush=False)
+            self._kafka_lost(exc)
+            self._start_recovery()
+
+    async def publish(self, item: Published) -> None:
+        await self.publish_many([item])
+
+    async def publish_many(self, items: list[Published]) -> None:
+        """Produce ``items`` and await their acknowledgement, or spool them behind the rest."""
+        if self._spooling:
+            self._append_to_spool(items)
+            return
+        try:
+            await self._send([(record_key(i.event.installation_id, i.event.source), i.json)
+                              for i in items])  # fmt: skip
+        except _UNAVAILABLE as exc:
+            self._kafka_lost(exc)
+            self._append_to_spool(items)
+            return
+        self._delivered += len(items)
+
+    async def close(self) -> None:
+        """Deliver the spool within ``close_timeout_s``; what is left stays on disk."""
+        try:
+            await self._stop_recovery()
+            if len(self._spool):
+                await self._drain_before_exit()
+        finally:
+            await self._drop_producer(flush=True)
+            self._spool.close()
+            self._connected.set(0)
+            logger.info(
+                "%s: closed; %d event(s) delivered, %d dropped by the spool, %d left in %s",
+                self.name,
+                self._delivered,
+                self._spool.dropped,
+                len(self._spool),
+                self._spool.directory,
+            )
+
+    # -- producing -----------------------------------------------------------
+
+    async def _connect(self) -> None:
+        """A started producer (and the topic), or an exception if the brokers are away."""
+        if self._producer is not None:
+            return
+        if self._config.create_topic:
+            await ensure_topics(
+                self._client, [self.topic], self._config.partitions, self._config.replication_factor
+            )
+        producer = AIOKafkaProducer(
+            **self._client.options(),
+            client_id=f"heritage-audio:{self.topic}",
+            acks="all",
+            enable_idempotence=self._config.idempotent,
+            linger_ms=self._config.linger_ms,
+            max_batch_size=256 * 1024,
+            compression_type=self._config.compression,
+            request_timeout_ms=int(self._config.send_timeout_s * 1000),
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._producer = producer
+
+    async def _send(self, records: list[tuple[bytes, str]]) -> None:
+        """Produce ``records`` in order and wait until the brokers stored all of them."""
+        await self._connect()
+        producer = self._producer
+        if producer is None:  # pragma: no cover - _connect either sets it or raises
+            raise KafkaError("no producer")
+        async with asyncio.timeout(self._config.send_timeout_s):
+            futures = [await producer.send(self.topic, value.encode(), key=key)
+                       for key, value in records]  # fmt: skip
+            await asyncio.gather(*futures)
+
+    async def _drop_producer(self, *, flush: bool) -> None:
+        """Stop the producer; a broken one is abandoned within a second (its batches are
+        spooled and go out again through the next one)."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        with contextlib.suppress(*_UNAVAILABLE):
+            async with asyncio.timeout(self._config.close_timeout_s if flush else 1.0):
+                await producer.stop()
+
+    # -- spooling ------------------------------------------------------------
+
+    def _kafka_lost(self, exc: BaseException) -> None:
+        self._spooling = True
+        self._down_since = time.monotonic()
+        self._connected.set(0)
+        logger.warning(
+            "%s: Kafka unreachable (%s); spooling events to %s (bound %s) until it is back",
+            self.name,
+            _describe(exc),
+            self._spool.directory,
+            human_bytes(self._config.spool_max_bytes),
+        )
+
+    def _append_to_spool(self, items: list[Published]) -> None:
+        self._spool.append([item.json for item in items])
+        self._update_spool_metrics()
+        self._start_recovery()
+
+    def _update_spool_metrics(self) -> None:
+        self._spool_events.set(len(self._spool))
+        self._spool_bytes.set(self._spool.size_bytes)
+        self._spool_dropped.inc(self._spool.dropped - self._dropped_seen)
+        self._dropped_seen = self._spool.dropped
+
+    # -- recovery ------------------------------------------------------------
+
+    def _start_recovery(self) -> None:
+        if self._spooling and (self._recovery is None or self._recovery.done()):
+            self._recovery = asyncio.create_task(self._recover(), name=f"{self.name} recovery")
+
+    def _backoff_s(self, failures: int) -> float:
+        """Equal-jitter exponential backoff, capped (an outage may last days)."""
+        growth: float = 2.0 ** min(failures - 1, 32)
+        ceiling = min(self._config.reconnect_max_s, self._config.reconnect_initial_s * growth)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def _recover(self) -> None:
+        """Reconnect with backoff until the spool is delivered, then deliver directly."""
+        failures = 0 if self._down_since is None else 1
+        last_report = time.monotonic()
+        while True:
+            if failures:
+                await asyncio.sleep(self._backoff_s(failures))
+            try:
+                await self._connect()
+                await self._drain()
+                return
+            except _UNAVAILABLE as exc:
+                failures += 1
+                await self._drop_producer(flush=False)
+                if self._down_since is None:
+                    self._kafka_lost(exc)
+                    continue
+                logger.debug("%s: Kafka still unreachable (%s)", self.name, _describe(exc))
+                if time.monotonic() - last_report >= _STILL_DOWN_LOG_S:
+                    last_report = time.monotonic()
+                    self._report_still_down(exc)
+            except Exception:
+                failures += 1
+                self._errors.inc()
+                await self._drop_producer(flush=False)
+                logger.exception("%s: delivering the spool failed; retrying", self.name)
+
+    async def _drain(self) -> None:
+        """Deliver the spool in order, batch by batch, then go back to direct delivery."""
+        started = time.monotonic()
+        down_since = self._down_since
+        total = len(self._spool)
+        if total:
+            logger.info("%s: Kafka answers; delivering %d spooled event(s)", self.name, total)
+        delivered = 0
+        while lines := self._spool.peek(self.batch_size):
+            records = self._records_of_lines(lines)
+            if records:
+                await self._send(records)
+            self._spool.ack(len(lines))
+            delivered += len(records)
+            self._update_spool_metrics()
+        self._spooling = False
+        self._down_since = None
+        self._connected.set(1)
+        self._delivered += delivered
+        if total or down_since is not None:
+            outage = f" after {started - down_since:.0f} s" if down_since is not None else ""
+            logger.info(
+                "%s: Kafka back%s: %d spooled event(s) delivered in %.1f s",
+                self.name,
+                outage,
+                delivered,
+                time.monotonic() - started,
+            )
+
+    def _records_of_lines(self, lines: list[str]) -> list[tuple[bytes, str]]:
+        """Records for spooled JSON lines; an unreadable line is logged and counted as dropped."""
+        records = []
+        for line in lines:
+            try:
+                event: dict[str, Any] = json.loads(line)
+                key = record_key(str(event["installation_id"]), str(event["source"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                self._spool_dropped.inc()
+                logger.warning("%s: skipped an unreadable spooled event (%s)", self.name, exc)
+                continue
+            records.append((key, line))
+        return records
+
+    def _report_still_down(self, exc: BaseException) -> None:
+        since = self._down_since or time.monotonic()
+        logger.warning(
+            "%s: Kafka still unreachable after %.0f s (%s); %d event(s) spooled (%s), %d dropped",
+            self.name,
+            time.monotonic() - since,
+            _describe(exc),
+            len(self._spool),
+            human_bytes(self._spool.size_bytes),
+            self._spool.dropped,
+        )
+
+    # -- shutdown ------------------------------------------------------------
+
+    async def _stop_recovery(self) -> None:
+        task, self._recovery = self._recovery, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
+    async def _drain_before_exit(self) -> None:
+        try:
+            async with asyncio.timeout(self._config.close_timeout_s):
+                await self._connect()
+                await self._drain()
+        except _UNAVAILABLE as exc:
+            logger.warning(
+                "%s: shutting down with %d event(s) spooled in %s (%s); they go out at next start",
+                self.name,
+                len(self._spool),
+                self._spool.directory,
+                _describe(exc),
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
