@@ -264,7 +264,10 @@ def test_an_admin_manages_people_and_keys_and_nobody_else_can(tmp_path: Path) ->
         for role in ("operator", "viewer"):
             assert client.http.get("/api/v1/users", headers=client.auth(role)).status_code == 403
         assert client.http.delete("/api/v1/users/admin", headers=admin).status_code == 409
+        curator = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        assert client.http.get("/api/v1/tasks", headers=curator).status_code == 200
         assert client.http.delete("/api/v1/users/curator", headers=admin).status_code == 204
+        assert client.http.get("/api/v1/tasks", headers=curator).status_code == 401
         names = [u["username"] for u in client.http.get("/api/v1/users", headers=admin).json()]
         assert "curator" not in names
         assert "admin" in names

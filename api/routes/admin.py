@@ -110,9 +110,11 @@ async def remove_user(
             raise HTTPException(404, f"no user {username[:64]!r}")
         if principal.kind == "user" and user.username == principal.name:
             raise HTTPException(409, "you cannot remove yourself")
+        user_id = user.id
         await session.delete(user)
         session.add(AuditEntry(action="user.deleted", actor=principal.name,
                                address=client_address(request), target=username))  # fmt: skip
+    service.identities.invalidate(user_id)  # their tokens stop working now, not in a while
     return Response(status_code=204)
 
 
