@@ -280,3 +280,41 @@ def test_an_admin_adds_a_person_and_creates_a_key(server: Server, browser: Brows
     page.locator('[data-key="catalogue"]').get_by_role("button", name="Revoke").click()
     expect(page.locator('[data-key="catalogue"]')).to_contain_text("revoked")
     assert server.api.http.get("/api/v1/tasks", headers={"X-API-Key": key}).status_code == 401
+
+
+def test_pages_work_by_keyboard_on_a_tablet_with_every_control_labelled(
+    server: Server, browser: Browser
+) -> None:
+    task_id = server.api.upload(DATA / "vad_music.flac", title="Tablet").json()["task_id"]
+    assert server.api.wait(task_id)["status"] == "completed"
+    page = browser.new_page(viewport={"width": 768, "height": 1024}, has_touch=True)
+    page.set_default_timeout(STEP_MS)
+    page.goto(f"{server.url}/app/#/login")
+    page.keyboard.type("operator")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("signed-in")).to_be_visible()
+    unlabelled = """() => [...document.querySelectorAll('main input, main select, main textarea')]
+        .filter(el => el.type !== 'file' && !el.closest('label') && !el.getAttribute('aria-label'))
+        .map(el => el.name)"""
+    overflow = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    ready = {
+        "jobs": "main[data-loaded] [data-testid=job-row]",
+        "upload": "[data-testid=upload-form]",
+        "search": "[data-testid=search-result]",
+        f"recording/{task_id}": "[data-testid=lanes][data-drawn]",
+    }
+    for route, selector in ready.items():
+        page.goto(f"{server.url}/app/#/{route}")
+        page.wait_for_selector(selector)
+        assert page.evaluate(unlabelled) == [], route
+        assert page.evaluate(overflow) <= 0, f"{route} scrolls sideways on a tablet"
+    expect(page.get_by_test_id("lanes")).to_have_attribute("data-drawn", "true")
+    shot(page, "recording-tablet")
+    # A segment is reached and played with the keyboard alone.
+    segment = page.locator("[data-lane=speech] .seg").first
+    segment.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("el => !el.paused", arg=page.get_by_test_id("player").element_handle())
+    expect(page.get_by_test_id("selected-segment")).to_contain_text("Speech")
