@@ -282,3 +282,28 @@ def test_an_admin_manages_people_and_keys_and_nobody_else_can(tmp_path: Path) ->
         assert "secret" not in listed[0]
         assert client.http.delete("/api/v1/keys/maxxi", headers=admin).status_code == 204
         assert client.http.get("/api/v1/tasks", headers=machine).status_code == 401
+
+
+def test_naming_a_speaker_can_enrol_the_voice(tmp_path: Path) -> None:
+    from detectors.speaker.profiles import ProfileStore
+
+    with api(settings_for("sqlite", tmp_path)) as client:
+        task_id = client.upload(RECORDING, title="Voci").json()["task_id"]
+        assert client.wait(task_id)["status"] == "completed"
+        url = f"/api/v1/results/{task_id}/speakers"
+        op = client.auth("operator")
+        reserved = client.http.post(
+            url, json={"speaker": "Speaker_1", "name": "Speaker_7", "enrol": True}, headers=op
+        )
+        assert reserved.status_code == 422
+        assert "kept for unknown speakers" in reserved.json()["detail"]
+        store = ProfileStore.in_data_dir(tmp_path)
+        assert store.names() == []
+        assert client.http.get(f"/api/v1/results/{task_id}/annotations", headers=op).json() == []
+        named = client.http.post(
+            url, json={"speaker": "Speaker_1", "name": "Maria Lai", "enrol": True}, headers=op
+        )
+        assert named.status_code == 201, named.text
+        profile = store.load()["Maria Lai"]
+        assert profile.seconds > 3
+        assert profile.sources == (f"task:{task_id}",)

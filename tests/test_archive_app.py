@@ -318,3 +318,27 @@ def test_pages_work_by_keyboard_on_a_tablet_with_every_control_labelled(
     page.keyboard.press("Enter")
     page.wait_for_function("el => !el.paused", arg=page.get_by_test_id("player").element_handle())
     expect(page.get_by_test_id("selected-segment")).to_contain_text("Speech")
+
+
+def test_a_speaker_named_and_enrolled_is_recognised_by_the_next_analysis(
+    server: Server, browser: Browser
+) -> None:
+    first = server.api.upload(RECORDING, title="Prima").json()["task_id"]
+    assert server.api.wait(first)["status"] == "completed"
+    page = signed_in(browser, server, "operator")
+    page.goto(f"{server.url}/app/#/recording/{first}")
+    page.locator('[data-lane="speaker:Speaker_1"] .seg').first.click()
+    form = page.get_by_test_id("rename-form")
+    form.get_by_label("Name this speaker").fill("Maria Lai")
+    form.get_by_label("recognise this voice in later analyses").check()
+    form.get_by_role("button", name="Apply").click()
+    expect(page.get_by_test_id("toast")).to_have_text("Correction stored")
+    expect(page.locator('[data-lane="speaker:Speaker_1"] .lane-label')).to_contain_text("Maria Lai")
+    second = server.api.upload(RECORDING, title="Seconda").json()["task_id"]
+    assert server.api.wait(second)["status"] == "completed"
+    result = server.api.http.get(f"/api/v1/results/{second}", headers=server.api.auth()).json()
+    assert "Maria Lai" in result["results"]["speaker_recognition"]["speakers"]
+    found = server.api.http.get(
+        "/api/v1/recordings", params={"speaker": "maria"}, headers=server.api.auth()
+    ).json()
+    assert {item["task_id"] for item in found["items"]} == {first, second}

@@ -38,7 +38,7 @@ const STRINGS = {
     corrections: "Corrections", correctedBy: "{what} — {who}, {when}",
     selected: "Selected segment", relabelSegment: "Relabel this segment",
     relabelFile: "Relabel the whole file", markWrong: "Mark this segment wrong",
-    renameSpeaker: "Name this speaker", mergeSpeaker: "Merge into", apply: "Apply",
+    renameSpeaker: "Name this speaker", enrolVoice: "recognise this voice in later analyses", mergeSpeaker: "Merge into", apply: "Apply",
     corrected: "corrected", correctionSaved: "Correction stored",
     searchPage: "Search recordings", words: "Words (title, creator, description, …)",
     category: "Category", speakerName: "Speaker name", dateFrom: "Recorded from", dateTo: "Recorded until",
