@@ -316,12 +316,18 @@ def test_pages_work_by_keyboard_on_a_tablet_with_every_control_labelled(
         assert page.evaluate(overflow) <= 0, f"{route} scrolls sideways on a tablet"
     expect(page.get_by_test_id("lanes")).to_have_attribute("data-drawn", "true")
     shot(page, "recording-tablet")
-    # A segment is reached and played with the keyboard alone.
-    segment = page.locator("[data-lane=speech] .seg").first
-    segment.focus()
+    # A segment is reached and played with the keyboard alone: one tab stop per lane,
+    # arrows move along it.
+    speech = page.locator("[data-lane=speech] .seg")
+    assert speech.evaluate_all("bs => bs.filter(b => b.tabIndex === 0).length") == 1
+    speech.first.focus()
+    page.keyboard.press("ArrowRight")
+    expect(speech.nth(1)).to_be_focused()
     page.keyboard.press("Enter")
     page.wait_for_function("el => !el.paused", arg=page.get_by_test_id("player").element_handle())
     expect(page.get_by_test_id("selected-segment")).to_contain_text("Speech")
+    start = float(speech.nth(1).get_attribute("data-start") or "nan")
+    assert page.get_by_test_id("player").evaluate("el => el.currentTime") >= start - 0.05
 
 
 def test_a_speaker_named_and_enrolled_is_recognised_by_the_next_analysis(
