@@ -396,3 +396,15 @@ def test_every_page_runs_under_a_strict_content_security_policy(
     page.locator("[data-lane=speech] .seg").first.click()
     page.wait_for_function("el => !el.paused", arg=page.get_by_test_id("player").element_handle())
     assert violations == []
+
+
+def test_the_application_speaks_italian_when_asked(server: Server, browser: Browser) -> None:
+    page = signed_in(browser, server, "viewer")
+    page.get_by_test_id("language").select_option("it")
+    expect(page.get_by_role("link", name="Lavori")).to_be_visible()
+    expect(page.get_by_role("link", name="Cerca")).to_be_visible()
+    expect(page.get_by_role("heading", name="Lavori")).to_be_visible()
+    page.get_by_role("link", name="Cerca").click()
+    expect(page.get_by_label("Categoria")).to_contain_text("Musica popolare")
+    assert page.evaluate("document.documentElement.lang") == "it"
+    shot(page, "search-italian")

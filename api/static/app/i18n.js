@@ -58,19 +58,81 @@ const STRINGS = {
     keyName: "Key name", createKey: "Create key", revoke: "Revoke", revoked: "revoked",
     prefix: "Prefix", lastUsed: "Last used",
     keyOnce: "Key {name}: {secret} — shown this once; store it now.",
-    dcLanguage: "Language", dcRelation: "Relation", dcCoverage: "Coverage", dcRights: "Rights",
+    dcLanguage: "Language", language: "Language", dcRelation: "Relation", dcCoverage: "Coverage", dcRights: "Rights",
   },
   it: {
+    appTitle: "heritage-audio — archivio",
     navJobs: "Lavori", navUpload: "Carica", navSearch: "Cerca", navLive: "Cruscotto dal vivo",
-    signIn: "Accedi", signOut: "Esci", username: "Utente", password: "Password",
-    uploadTitle: "Carica registrazioni", jobsTitle: "Lavori", searchPage: "Cerca registrazioni",
-    save: "Salva", find: "Cerca", downloads: "Scaricamenti", corrections: "Correzioni",
+    navAdmin: "Utenti e chiavi",
+    signIn: "Accedi", signOut: "Esci", username: "Nome utente", password: "Password",
+    signedInAs: "{name} ({role})", signInFailed: "Accesso non riuscito: {reason}",
+    loading: "Caricamento…", error: "Errore: {reason}",
+    roleViewer: "Puoi consultare i risultati. Caricamenti e correzioni richiedono un operatore.",
+    uploadTitle: "Carica registrazioni",
+    dropHere: "Trascina qui i file audio, o premi Invio per sceglierli",
+    chooseFiles: "Scegli i file",
+    dcLegend: "Dublin Core (vale per tutti i file di questo invio)",
+    optionsLegend: "Analisi", processingType: "Tipo di analisi", priority: "Priorità",
+    startUpload: "Carica", uploadQueued: "In coda come lavoro {id}", uploading: "Caricamento… {pct} %",
+    uploadRefused: "Rifiutato: {reason}", notAudioHint: "non è un file audio",
+    jobsTitle: "Lavori", filterStatus: "Stato", all: "Tutti", searchTitle: "Cerca per titolo o nome del file",
+    colTitle: "Titolo / file", colStatus: "Stato", colProgress: "Avanzamento", colPriority: "Priorità",
+    colSubmitted: "Inviato da", colDuration: "Tempo di elaborazione", colCreated: "Inviato",
+    prev: "Precedenti", next: "Successivi", pageOf: "{from}–{to} di {total}", live: "In diretta",
+    offline: "Non in diretta",
+    statusQueued: "in coda", statusRunning: "in corso", statusCompleted: "completato", statusFailed: "fallito",
+    recordingTitle: "Registrazione", play: "Ascolta", lanes: "Corsie della linea del tempo",
+    laneSpeech: "Parlato", laneHeritage: "Categoria", laneMusic: "Musica", laneSilence: "Silenzio",
+    laneMusicHelp: "Finestre della linea del tempo in una categoria musicale",
+    laneSilenceHelp: "Tratti di almeno un secondo con picco sotto −42 dBFS",
+    waveform: "Forma d'onda (clic per ascoltare da lì)", spectrogram: "Spettrogramma",
+    confidence: "confidenza {pct} %",
+    technical: "Metadati tecnici", loudness: "Loudness integrata", truePeak: "True peak",
+    bandwidth: "Banda effettiva", era: "Epoca stimata", sampleRate: "Frequenza di campionamento",
+    channels: "Canali", durationLabel: "Durata", formatLabel: "Formato", noiseFloor: "Rumore di fondo",
+    dublinCore: "Dublin Core", save: "Salva", saved: "Salvato", curatorOwns: "modificabile dai curatori",
+    downloads: "Scaricamenti", downloadJson: "Risultato (JSON)", downloadRttm: "Parlanti (RTTM)",
+    downloadDc: "Dublin Core (XML oai_dc)", models: "Versioni dei modelli", software: "Software",
+    corrections: "Correzioni", correctedBy: "{what} — {who}, {when}",
+    selected: "Segmento scelto", relabelSegment: "Riclassifica questo segmento",
+    relabelFile: "Riclassifica l'intero file", markWrong: "Segna questo segmento come errato",
+    renameSpeaker: "Dai un nome a questo parlante", enrolVoice: "riconosci questa voce nelle analisi future",
+    mergeSpeaker: "Unisci a", apply: "Applica", corrected: "corretto", correctionSaved: "Correzione salvata",
+    searchPage: "Cerca registrazioni", words: "Parole (titolo, autore, descrizione, …)",
+    category: "Categoria", speakerName: "Nome del parlante", dateFrom: "Registrato dal",
+    dateTo: "Registrato fino al", minMinutes: "Più breve (minuti)", maxMinutes: "Più lunga (minuti)",
+    find: "Cerca", results: "{total} registrazioni", noResults: "Nessuna registrazione corrisponde.",
+    fullText: "indice full-text", simpleMatch: "ricerca per parola",
+    catfolk_music: "Musica popolare", catclassical_music: "Musica classica", catopera: "Opera lirica",
+    catspoken_word: "Parola detta", cathistorical_speech: "Discorso storico",
+    catreligious_chant: "Canto religioso", catother: "Altro",
+    dcTitle: "Titolo", dcCreator: "Autore", dcSubject: "Soggetto", dcDescription: "Descrizione",
+    dcPublisher: "Editore", dcContributor: "Collaboratore", dcDate: "Data (AAAA, AAAA-MM o AAAA-MM-GG)",
+    dcType: "Tipo", dcFormat: "Formato", dcIdentifier: "Identificatore", dcSource: "Fonte",
+    dcLanguage: "Lingua", dcRelation: "Relazione", dcCoverage: "Copertura", dcRights: "Diritti",
+    adminOnly: "Solo un amministratore gestisce utenti e chiavi.",
+    users: "Persone che accedono", apiKeys: "Chiavi API per le macchine", role: "Ruolo", actions: "Azioni",
+    addUser: "Aggiungi utente", remove: "Rimuovi", removed: "Rimosso", added: "Aggiunto",
+    confirmRemove: "Rimuovere {name}? Non potrà più accedere.",
+    keyName: "Nome della chiave", createKey: "Crea chiave", revoke: "Revoca", revoked: "revocata",
+    prefix: "Prefisso", lastUsed: "Ultimo uso",
+    keyOnce: "Chiave {name}: {secret} — mostrata solo ora; conservala subito.",
+    language: "Lingua",
   },
 };
 
 let language = (localStorage.getItem("language") || navigator.language || "en").slice(0, 2);
 if (!(language in STRINGS)) language = "en";
 document.documentElement.lang = language;
+
+export const LANGUAGES = { en: "English", it: "Italiano" };
+export const currentLanguage = () => language;
+
+/** Remember `code` as this browser's language and reload the page in it. */
+export function setLanguage(code) {
+  localStorage.setItem("language", code);
+  location.reload();
+}
 
 /** The string `key` in the current language, with `{name}` placeholders filled in. */
 export function t(key, vars = {}) {
