@@ -408,3 +408,24 @@ def test_the_application_speaks_italian_when_asked(server: Server, browser: Brow
     expect(page.get_by_label("Categoria")).to_contain_text("Musica popolare")
     assert page.evaluate("document.documentElement.lang") == "it"
     shot(page, "search-italian")
+
+
+def test_an_open_jobs_page_does_not_hold_up_the_server_stopping(tmp_path: Path) -> None:
+    """The job-event stream ends when the server starts shutting down, instead of keeping
+    it waiting for its grace period (20 s)."""
+    running = Server(tmp_path)
+    try:
+        headers = running.api.auth("viewer")
+        with httpx.stream(
+            "GET", f"{running.url}/api/v1/task-events", headers=headers, timeout=60
+        ) as events:
+            lines = events.iter_lines()  # kept: a dropped iterator would close the stream
+            assert next(lines) == "retry: 2000"
+            started = time.monotonic()
+            running.proc.send_signal(signal.SIGTERM)
+            running.proc.wait(timeout=30)
+            stopped_in = time.monotonic() - started
+    finally:
+        running.api.http.close()
+        running.stop()
+    assert stopped_in < 5, f"the server took {stopped_in:.1f} s to stop"
