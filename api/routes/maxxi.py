@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -205,7 +206,10 @@ async def outbox(
     responses=errors(*AUTH_ERRORS, 404, 409, 422),
 )
 async def replay(
-    item_id: int, request: Request, principal: Admin, service: ServiceDep
+    item_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)],
+    request: Request,
+    principal: Admin,
+    service: ServiceDep,
 ) -> OutboxEntry:
     """Send a dead letter again: pending now, with a fresh retry period (admins only)."""
     now = utcnow()
