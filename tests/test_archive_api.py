@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import soundfile as sf
 from lxml import etree
 
+from tests.archive_server import Server
 from tests.conftest import DATA
 from tests.service import api, postgres_database, settings_for
 
@@ -307,3 +311,24 @@ def test_naming_a_speaker_can_enrol_the_voice(tmp_path: Path) -> None:
         profile = store.load()["Maria Lai"]
         assert profile.seconds > 3
         assert profile.sources == (f"task:{task_id}",)
+
+
+def test_an_open_jobs_page_does_not_hold_up_the_server_stopping(tmp_path: Path) -> None:
+    """The job-event stream ends when the server starts shutting down, instead of keeping
+    it waiting for its grace period (20 s)."""
+    running = Server(tmp_path)
+    try:
+        headers = running.api.auth("viewer")
+        with httpx.stream(
+            "GET", f"{running.url}/api/v1/task-events", headers=headers, timeout=60
+        ) as events:
+            lines = events.iter_lines()  # kept: a dropped iterator would close the stream
+            assert next(lines) == "retry: 2000"
+            started = time.monotonic()
+            running.proc.send_signal(signal.SIGTERM)
+            running.proc.wait(timeout=30)
+            stopped_in = time.monotonic() - started
+    finally:
+        running.api.http.close()
+        running.stop()
+    assert stopped_in < 5, f"the server took {stopped_in:.1f} s to stop"

@@ -6,62 +6,19 @@ Screenshots of every page go to test-artifacts/ for a person to look at.
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from tests.conftest import ARTIFACTS, CHROMIUM_ARGS, DATA, free_port
-from tests.service import PASSWORD, Client, add_users, env_of, settings_for
+from tests.archive_server import Server
+from tests.conftest import ARTIFACTS, CHROMIUM_ARGS, DATA
+from tests.service import PASSWORD
 
 pytestmark = pytest.mark.timeout(420)
 RECORDING = DATA / "diarization" / "conversation_2spk.flac"
-BIN = Path(sys.executable).parent
 STEP_MS = 30_000  # no single browser step may wait longer
-
-
-class Server:
-    """``heritage-audio run --demo`` as a subprocess on a free port."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.settings = settings_for("sqlite", data_dir)
-        add_users(self.settings)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (data_dir / "server.log").open("wb")
-        self.proc = subprocess.Popen(
-            [str(BIN / "heritage-audio"), "run", "--demo", "--host", "127.0.0.1",
-             "--port", str(self.port)],
-            env=env_of(self.settings), stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code in (200, 503):
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"heritage-audio run did not start: {self.log.name}")
-            time.sleep(0.2)
-        self.api = Client(httpx.Client(base_url=self.url, timeout=30), self.settings)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -408,24 +365,3 @@ def test_the_application_speaks_italian_when_asked(server: Server, browser: Brow
     expect(page.get_by_label("Categoria")).to_contain_text("Musica popolare")
     assert page.evaluate("document.documentElement.lang") == "it"
     shot(page, "search-italian")
-
-
-def test_an_open_jobs_page_does_not_hold_up_the_server_stopping(tmp_path: Path) -> None:
-    """The job-event stream ends when the server starts shutting down, instead of keeping
-    it waiting for its grace period (20 s)."""
-    running = Server(tmp_path)
-    try:
-        headers = running.api.auth("viewer")
-        with httpx.stream(
-            "GET", f"{running.url}/api/v1/task-events", headers=headers, timeout=60
-        ) as events:
-            lines = events.iter_lines()  # kept: a dropped iterator would close the stream
-            assert next(lines) == "retry: 2000"
-            started = time.monotonic()
-            running.proc.send_signal(signal.SIGTERM)
-            running.proc.wait(timeout=30)
-            stopped_in = time.monotonic() - started
-    finally:
-        running.api.http.close()
-        running.stop()
-    assert stopped_in < 5, f"the server took {stopped_in:.1f} s to stop"
