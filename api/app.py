@@ -27,7 +27,16 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from api import health, live
 from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
 from api.headers import SecurityHeaders
-from api.routes import auth, corrections, job_events, maxxi, playback, recordings, tasks
+from api.routes import (
+    admin,
+    auth,
+    corrections,
+    job_events,
+    maxxi,
+    playback,
+    recordings,
+    tasks,
+)
 from api.service import DB_ERRORS, Service
 from api.uploads import storage_full
 from config.settings import Settings
@@ -104,6 +113,7 @@ def create_app(
         corrections.router,
         recordings.router,
         playback.router,
+        admin.router,
         maxxi.router,
         live.router,
     ):

@@ -187,6 +187,7 @@ async def serve(
             timeout_graceful_shutdown=GRACEFUL_S,
         )
     )
+    app.state.server = server  # open event streams end when it starts shutting down
 
     async def stop_when_sources_end() -> None:
         await runtime.wait_finished()

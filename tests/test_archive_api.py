@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import soundfile as sf
 from lxml import etree
 
+from tests.archive_server import Server
 from tests.conftest import DATA
 from tests.service import api, postgres_database, settings_for
 
@@ -235,3 +239,96 @@ def test_search_refuses_bad_criteria(tmp_path: Path) -> None:
                 "/api/v1/recordings", params=params, headers=client.auth("viewer")
             )
             assert response.status_code == 422, params
+
+
+def test_an_admin_manages_people_and_keys_and_nobody_else_can(tmp_path: Path) -> None:
+    with api(settings_for("sqlite", tmp_path)) as client:
+        admin = client.auth("admin")
+        added = client.http.post(
+            "/api/v1/users",
+            json={"username": "curator", "role": "operator", "password": "a long password"},
+            headers=admin,
+        )
+        assert added.status_code == 201, added.text
+        login = client.http.post(
+            "/api/v1/auth/login", json={"username": "curator", "password": "a long password"}
+        )
+        assert login.json()["role"] == "operator"
+        again = client.http.post(
+            "/api/v1/users",
+            json={"username": "curator", "role": "viewer", "password": "another long one"},
+            headers=admin,
+        )
+        assert again.status_code == 409
+        short = client.http.post(
+            "/api/v1/users", json={"username": "x", "role": "viewer", "password": "short"},
+            headers=admin,
+        )  # fmt: skip
+        assert short.status_code == 422
+        for role in ("operator", "viewer"):
+            assert client.http.get("/api/v1/users", headers=client.auth(role)).status_code == 403
+        assert client.http.delete("/api/v1/users/admin", headers=admin).status_code == 409
+        curator = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        assert client.http.get("/api/v1/tasks", headers=curator).status_code == 200
+        assert client.http.delete("/api/v1/users/curator", headers=admin).status_code == 204
+        assert client.http.get("/api/v1/tasks", headers=curator).status_code == 401
+        names = [u["username"] for u in client.http.get("/api/v1/users", headers=admin).json()]
+        assert "curator" not in names
+        assert "admin" in names
+
+        key = client.http.post("/api/v1/keys", json={"name": "maxxi"}, headers=admin).json()
+        assert key["role"] == "integration"
+        assert key["secret"].startswith(key["prefix"])
+        machine = {"X-API-Key": key["secret"]}
+        assert client.http.get("/api/v1/tasks", headers=machine).status_code == 200
+        listed = client.http.get("/api/v1/keys", headers=admin).json()
+        assert [k["name"] for k in listed] == ["maxxi"]
+        assert "secret" not in listed[0]
+        assert client.http.delete("/api/v1/keys/maxxi", headers=admin).status_code == 204
+        assert client.http.get("/api/v1/tasks", headers=machine).status_code == 401
+
+
+def test_naming_a_speaker_can_enrol_the_voice(tmp_path: Path) -> None:
+    from detectors.speaker.profiles import ProfileStore
+
+    with api(settings_for("sqlite", tmp_path)) as client:
+        task_id = client.upload(RECORDING, title="Voci").json()["task_id"]
+        assert client.wait(task_id)["status"] == "completed"
+        url = f"/api/v1/results/{task_id}/speakers"
+        op = client.auth("operator")
+        reserved = client.http.post(
+            url, json={"speaker": "Speaker_1", "name": "Speaker_7", "enrol": True}, headers=op
+        )
+        assert reserved.status_code == 422
+        assert "kept for unknown speakers" in reserved.json()["detail"]
+        store = ProfileStore.in_data_dir(tmp_path)
+        assert store.names() == []
+        assert client.http.get(f"/api/v1/results/{task_id}/annotations", headers=op).json() == []
+        named = client.http.post(
+            url, json={"speaker": "Speaker_1", "name": "Maria Lai", "enrol": True}, headers=op
+        )
+        assert named.status_code == 201, named.text
+        profile = store.load()["Maria Lai"]
+        assert profile.seconds > 3
+        assert profile.sources == (f"task:{task_id}",)
+
+
+def test_an_open_jobs_page_does_not_hold_up_the_server_stopping(tmp_path: Path) -> None:
+    """The job-event stream ends when the server starts shutting down, instead of keeping
+    it waiting for its grace period (20 s)."""
+    running = Server(tmp_path)
+    try:
+        headers = running.api.auth("viewer")
+        with httpx.stream(
+            "GET", f"{running.url}/api/v1/task-events", headers=headers, timeout=60
+        ) as events:
+            lines = events.iter_lines()  # kept: a dropped iterator would close the stream
+            assert next(lines) == "retry: 2000"
+            started = time.monotonic()
+            running.proc.send_signal(signal.SIGTERM)
+            running.proc.wait(timeout=30)
+            stopped_in = time.monotonic() - started
+    finally:
+        running.api.http.close()
+        running.stop()
+    assert stopped_in < 5, f"the server took {stopped_in:.1f} s to stop"

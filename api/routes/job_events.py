@@ -51,6 +51,13 @@ async def _changes(service: Service, seen: dict[str, tuple[str, float]]) -> list
     return changed
 
 
+def _shutting_down(request: Request) -> bool:
+    """True once the server (``serve``'s uvicorn) is stopping: a stream that stayed open
+    would hold the shutdown until its grace period ends. The client reconnects."""
+    server = getattr(request.app.state, "server", None)
+    return bool(getattr(server, "should_exit", False))
+
+
 async def _stream(request: Request, service: Service) -> AsyncIterator[str]:
     seen: dict[str, tuple[str, float]] = {}
     await _changes(service, seen)  # the client has just loaded the list: only news follows
@@ -58,7 +65,7 @@ async def _stream(request: Request, service: Service) -> AsyncIterator[str]:
     started = last_sent = time.monotonic()
     while time.monotonic() - started < STREAM_FOR_S:
         await asyncio.sleep(LOOK_EVERY_S)
-        if await request.is_disconnected():
+        if await request.is_disconnected() or _shutting_down(request):
             return
         for status in await _changes(service, seen):
             yield f"event: task\ndata: {status.model_dump_json()}\n\n"

@@ -8,9 +8,11 @@ and this one share one history; retraining reads only the category ones.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import date, datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -18,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
 from api.deps import AUTH_ERRORS, AnyCaller, ServiceDep, client_address, errors, require
+from api.enrolment import enrol
 from api.routes.tasks import DUBLIN_CORE_FIELDS, _task, completed_document
 from api.security import Principal
 from sinks.store import AuditEntry, MaxxiFeedback, Result, Task, search
@@ -240,6 +243,7 @@ class SpeakerEdit(BaseModel):
     speaker: str = Field(pattern=LABEL, description="The label in the result, e.g. Speaker_2.")
     name: str | None = Field(None, min_length=1, max_length=200)
     merge_into: str | None = Field(None, pattern=LABEL)
+    enrol: bool = Field(False, description="With a name: later analyses recognise this voice.")
     note: str = Field("", max_length=4000)
 
 
@@ -359,7 +363,8 @@ async def edit_speaker(
     principal: Archivist,
     service: ServiceDep,
 ) -> list[AnnotationOut]:
-    """Name a speaker, or merge one speaker label into another."""
+    """Name a speaker (and, with ``enrol``, remember the voice for later analyses), or merge
+    one speaker label into another."""
     document = await completed_document(service, task_id)
     if (body.name is None) == (body.merge_into is None):
         raise HTTPException(422, "give either name (rename) or merge_into (merge), not both")
@@ -369,6 +374,8 @@ async def edit_speaker(
             raise HTTPException(422, f"speaker {label!r} is not in this result")
     if body.merge_into == body.speaker:
         raise HTTPException(422, "a speaker cannot be merged into itself")
+    if body.enrol:
+        await _enrol(service, task_id, document, body)
     corrections = (
         {"speakers": {body.speaker: body.name.strip()}}
         if body.name is not None
@@ -377,6 +384,24 @@ async def edit_speaker(
     detail = f"{body.speaker} -> {body.name or body.merge_into}"
     payload = {"corrections": corrections, "note": body.note}
     return await _store(service, task_id, payload, who=principal, request=request, detail=detail)
+
+
+async def _enrol(service: Any, task_id: uuid.UUID, document: dict[str, Any], body: Any) -> None:
+    if body.name is None:
+        raise HTTPException(422, "enrol needs a name for the voice")
+    task = await _task(service, task_id)
+    audio = service.blobs.path(task.content_sha256)
+    if not audio.exists():
+        raise HTTPException(409, "the upload is no longer stored: the voice cannot be enrolled")
+    section = document["results"]["speaker_recognition"]
+    data_dir = service.settings.HERITAGE_DATA_DIR
+    try:
+        await asyncio.to_thread(
+            partial(enrol, data_dir=data_dir, source=f"task:{task_id}"),
+            audio, section, body.speaker, body.name,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise HTTPException(422, f"the voice was not enrolled: {exc}") from None
 
 
 @router.post(

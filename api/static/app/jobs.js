@@ -6,6 +6,7 @@ import { t } from "./i18n.js";
 
 const PAGE = 50;
 const STATUSES = ["", "queued", "running", "completed", "failed"];
+const PRIORITY_NAMES = { 0: "urgent", 3: "high", 5: "normal", 8: "low" }; // the queue's levels
 
 function statusText(status) {
   return t(`status${status[0].toUpperCase()}${status.slice(1)}`);
@@ -34,7 +35,7 @@ export function jobsPage(main) {
       : (job.title || job.filename);
     const tr = h("tr", { "data-task": job.task_id, "data-testid": "job-row" },
       h("th", { scope: "row" }, name, job.title ? h("small", { class: "dim" }, ` ${job.filename}`) : null),
-      statusCell, h("td", {}, progress), h("td", {}, String(job.priority)),
+      statusCell, h("td", {}, progress), h("td", { title: String(job.priority) }, t(`priority_${PRIORITY_NAMES[job.priority] ?? "other"}`, { level: job.priority })),
       h("td", {}, job.submitted_by), duration, h("td", {}, when(job.created_at)));
     rows.set(job.task_id, { tr, job });
     return tr;

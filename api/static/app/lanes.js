@@ -89,6 +89,17 @@ export function lane({ id, label, help, segments, duration, onPick, describe, de
     button.addEventListener("click", () => onPick(id, seg, button));
     return button;
   });
+  // One tab stop per lane (an hour has hundreds of segments); arrows move within it.
+  buttons.forEach((b, i) => b.setAttribute("tabindex", i === 0 ? "0" : "-1"));
+  track.addEventListener("keydown", (event) => {
+    const at = buttons.indexOf(event.target);
+    const to = { ArrowRight: at + 1, ArrowLeft: at - 1, Home: 0, End: buttons.length - 1 }[event.key];
+    if (at < 0 || to === undefined || !buttons[to]) return;
+    event.preventDefault();
+    buttons[at].setAttribute("tabindex", "-1");
+    buttons[to].setAttribute("tabindex", "0");
+    buttons[to].focus();
+  });
   track.append(...buttons);
   return h("div", { class: "lane", "data-lane": id, "data-testid": "lane" },
     h("span", { class: "lane-label", title: help || label }, label, h("small", { class: "dim" }, ` ${segments.length}`)), track);

@@ -1,7 +1,8 @@
 // The archive application: a hash router over its pages, the header and sign-in.
 import { session, signIn } from "./api.js";
 import { h, fill, field } from "./dom.js";
-import { t } from "./i18n.js";
+import { LANGUAGES, currentLanguage, setLanguage, t } from "./i18n.js";
+import { adminPage } from "./admin.js";
 import { jobsPage } from "./jobs.js";
 import { recordingPage } from "./recording.js";
 import { searchPage } from "./search.js";
@@ -45,20 +46,26 @@ function header() {
   const s = session.get();
   const links = s ? [["#/jobs", t("navJobs")], ["#/search", t("navSearch")]] : [];
   if (session.can("admin", "operator")) links.splice(1, 0, ["#/upload", t("navUpload")]);
+  if (session.can("admin")) links.push(["#/admin", t("navAdmin")]);
   links.push(["/", t("navLive")]);
   const current = location.hash.split("/")[1] || "";
   fill(nav, links.map(([href, text]) => h("a", {
     href, "aria-current": href === `#/${current}` ? "page" : null,
   }, text)));
+  const language = h("select", { "aria-label": t("language"), "data-testid": "language",
+    onchange: (e) => setLanguage(e.target.value) },
+  Object.entries(LANGUAGES).map(([code, name]) => h("option", { value: code, selected: code === currentLanguage() }, name)));
   if (s) {
-    fill(who, h("span", { "data-testid": "signed-in" }, t("signedInAs", s)),
+    fill(who, language, h("span", { "data-testid": "signed-in" }, t("signedInAs", s)),
       h("button", { type: "button", onclick: () => { session.clear(); location.hash = "#/login"; } }, t("signOut")));
   } else {
-    fill(who, h("a", { href: "#/login" }, t("signIn")));
+    fill(who, language, h("a", { href: "#/login" }, t("signIn")));
   }
 }
 
-const PAGES = { jobs: jobsPage, upload: uploadPage, search: searchPage, recording: recordingPage };
+const PAGES = {
+  jobs: jobsPage, upload: uploadPage, search: searchPage, recording: recordingPage, admin: adminPage,
+};
 
 function route() {
   if (leave) { leave(); leave = null; }
@@ -75,5 +82,6 @@ function route() {
   main.focus({ preventScroll: true });
 }
 
+document.title = t("appTitle");
 window.addEventListener("hashchange", route);
 route();

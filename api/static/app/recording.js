@@ -80,10 +80,12 @@ export function recordingPage(main, { params: [taskId], toast }) {
         const name = h("input", { name: "name", maxlength: 200, value: state.names[label] || "" });
         const others = Object.keys(state.doc.results.speaker_recognition.speakers).filter((s) => s !== label);
         const into = h("select", { name: "merge_into" }, others.map((s) => h("option", { value: s }, state.names[s] || s)));
-        parts.push(h("form", { class: "row", onsubmit: (e) => {
+        const enrolBox = h("input", { type: "checkbox", name: "enrol" });
+        parts.push(h("form", { class: "row", "data-testid": "rename-form", onsubmit: (e) => {
           e.preventDefault();
-          correct("speakers", { speaker: label, name: name.value.trim() });
-        } }, field(t("renameSpeaker"), name), h("button", { type: "submit" }, t("apply"))));
+          correct("speakers", { speaker: label, name: name.value.trim(), enrol: enrolBox.checked });
+        } }, field(t("renameSpeaker"), name), h("label", { class: "check" }, enrolBox, t("enrolVoice")),
+        h("button", { type: "submit" }, t("apply"))));
         if (others.length) {
           parts.push(h("form", { class: "row", onsubmit: (e) => {
             e.preventDefault();

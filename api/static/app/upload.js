@@ -19,7 +19,8 @@ export function uploadPage(main) {
     : h("input", { name, maxlength: name === "date" ? 100 : 1000 })]));
   const processing = h("select", { name: "processing_type" },
     PROCESSING.map((p) => h("option", { value: p }, p)));
-  const priority = h("select", { name: "priority" }, PRIORITIES.map((p) => h("option", { value: p }, p)));
+  const priority = h("select", { name: "priority" },
+    PRIORITIES.map((p) => h("option", { value: p }, t(`priority_${p}`))));
   const picker = h("input", { type: "file", multiple: true, accept: "audio/*,.wav,.flac,.mp3,.ogg,.opus,.aif,.aiff",
     class: "visually-hidden", id: "files", "data-testid": "file-input" });
   const zone = h("label", { class: "drop", for: "files", tabindex: 0, role: "button",
