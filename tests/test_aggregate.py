@@ -136,7 +136,7 @@ class AggregateApp:
         self.runs += 1
         with (self.log_dir / f"aggregate-{self.runs}.log").open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream", "aggregate", "--partitions", str(PARTITIONS)],
+                [sys.executable, "-m", "stream", "aggregate"],  # partitions read from the topic
                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
 
