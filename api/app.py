@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
@@ -20,10 +22,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
 from starlette.types import Scope
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from api import health, live
 from api.deps import ServiceDep, authenticate, client_address, errors, in_networks
-from api.routes import auth, corrections, maxxi, tasks
+from api.routes import auth, corrections, job_events, maxxi, playback, recordings, tasks
 from api.service import DB_ERRORS, Service
 from config.settings import Settings
 from config.version import VERSION
@@ -90,8 +93,11 @@ def create_app(
     for router in (
         health.router,
         auth.router,
+        job_events.router,
         tasks.router,
         corrections.router,
+        recordings.router,
+        playback.router,
         maxxi.router,
         live.router,
     ):
@@ -125,16 +131,7 @@ def create_app(
         where = ".".join(str(part) for part in first["loc"])
         return JSONResponse({"detail": f"{where}: {first['msg']}"}, status_code=422)
 
-    @app.middleware("http")
-    async def count_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = _route_of(request)
-        service.metrics.http_requests.labels(request.method, route, response.status_code).inc()
-        service.metrics.http_duration.labels(route).observe(time.perf_counter() - started)
-        return response
+    _add_middleware(app, settings, service)
 
     @app.get(
         "/metrics",
@@ -154,6 +151,33 @@ def create_app(
     # Last, so every route above wins: "/" is the dashboard, its files sit beside it.
     app.router.routes.append(_ReadOnlyMount("/", StaticFiles(directory=STATIC_DIR, html=True)))
     return app
+
+
+def _add_middleware(app: FastAPI, settings: Settings, service: Service) -> None:
+    """Request metrics and, from ``FORWARDED_ALLOW_IPS`` only, proxy headers."""
+
+    @app.middleware("http")
+    async def count_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = _route_of(request)
+        service.metrics.http_requests.labels(request.method, route, response.status_code).inc()
+        service.metrics.http_duration.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    if settings.FORWARDED_ALLOW_IPS.strip():
+        # Only these peers may say who the client is; uvicorn's own handling (which
+        # trusts 127.0.0.1 unless told otherwise) is off: see uvicorn_config().
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.FORWARDED_ALLOW_IPS)
+
+
+def uvicorn_config(app: FastAPI, host: str, port: int, **options: Any) -> uvicorn.Config:
+    """uvicorn's config for the app. Proxy headers are the app's business (set by
+    ``FORWARDED_ALLOW_IPS``): uvicorn would otherwise believe any local peer's
+    ``X-Forwarded-For``, letting a local client pick its address past the login lockout."""
+    return uvicorn.Config(app, host=host, port=port, proxy_headers=False, **options)
 
 
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")

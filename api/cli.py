@@ -8,7 +8,7 @@ import getpass
 import logging
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,9 +24,6 @@ from sinks.store import ApiKey, AuditEntry, Database, SchemaBehind, User, upgrad
 from sinks.store.database import head_revision
 from sinks.store.models import ROLES
 from stream.sources_cli import add_source_options, check_sources, pipeline_config
-
-MIN_PASSWORD = 10
-
 
 logger = logging.getLogger("heritage_audio")
 
@@ -79,8 +76,14 @@ def add_parsers(sub: Any) -> None:
     add.add_argument("name")
     add.add_argument("--role", choices=ROLES, required=True)
     users_sub.add_parser("list", help="list users and their roles")
-    remove = users_sub.add_parser("remove", help="delete a user")
-    remove.add_argument("name")
+    for action, text in (
+        ("remove", "delete a user; their tokens stop working"),
+        ("disable", "refuse a user's logins and tokens, keeping the account"),
+        ("enable", "let a disabled user log in again (their old tokens stay revoked)"),
+        ("logout-all", "revoke every token the user holds; they log in again"),
+        ("password", "set a user's password (stdin or a prompt); their tokens are revoked"),
+    ):
+        users_sub.add_parser(action, help=text).add_argument("name")
 
     keys = sub.add_parser("keys", help="manage API keys for machines")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -121,16 +124,16 @@ async def serve(
 
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, uvicorn_config
     from stream.runtime import Runtime
 
     runtime = Runtime(config, settings)
     app = create_app(settings, runtime, migrate=migrate, relay_pattern=relay_pattern)
     server = uvicorn.Server(
-        uvicorn.Config(
+        uvicorn_config(
             app,
-            host=host,
-            port=port,
+            host,
+            port,
             log_config=None,
             ws_ping_interval=20,
             # Inside the units' 30 s stop timeout: requests still open then are cut.
@@ -226,6 +229,8 @@ def _read_password(name: str) -> str:
         password = first
     else:
         password = sys.stdin.readline().rstrip("\r\n")
+    from api.security import MIN_PASSWORD
+
     if len(password) < MIN_PASSWORD:
         raise ConfigError(f"a password needs at least {MIN_PASSWORD} characters")
     return password
@@ -253,18 +258,59 @@ async def _users(args: argparse.Namespace, settings: Settings) -> int:
             session.add(User(username=args.name, password_hash=password_hash, role=args.role))
             session.add(AuditEntry(action="user.added", actor="cli", target=args.name))
             print(f"added {args.name} ({args.role})")
-        elif args.users_command == "list":
+            return 0
+        if args.users_command == "list":
             for user in await session.scalars(select(User).order_by(User.username)):
                 state = " (disabled)" if user.disabled else ""
                 print(f"{user.username}\t{user.role}{state}")
-        else:
-            found = await session.scalar(select(User).where(User.username == args.name))
-            if found is None:
-                raise ConfigError(f"no user {args.name!r}")
+            return 0
+        found = await session.scalar(select(User).where(User.username == args.name))
+        if found is None:
+            raise ConfigError(f"no user {args.name!r}")
+        done = _USER_CHANGES[args.users_command](found)
+        if args.users_command == "remove":
             await session.delete(found)
-            session.add(AuditEntry(action="user.deleted", actor="cli", target=args.name))
-            print(f"removed {args.name}")
+        elif args.users_command == "password":
+            found.password_hash = hash_password(_read_password(args.name))
+        session.add(AuditEntry(action=f"user.{args.users_command}", actor="cli", target=args.name))
+        print(f"{done} {args.name}")
     return 0
+
+
+def _removed(user: User) -> str:
+    return "removed"
+
+
+def _disable(user: User) -> str:
+    user.disabled = True
+    user.token_version += 1  # so enabling again does not bring old tokens back
+    return "disabled"
+
+
+def _enable(user: User) -> str:
+    user.disabled = False
+    return "enabled"
+
+
+def _logout_all(user: User) -> str:
+    user.token_version += 1
+    return "revoked every token of"
+
+
+def _new_password(user: User) -> str:
+    user.token_version += 1
+    return "changed the password of"
+
+
+# Each returns the confirmation's verb. Every change but enabling revokes the user's
+# tokens: the API sees it within IDENTITY_CACHE_SECONDS.
+_USER_CHANGES: dict[str, Callable[[User], str]] = {
+    "remove": _removed,
+    "disable": _disable,
+    "enable": _enable,
+    "logout-all": _logout_all,
+    "password": _new_password,
+}
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from starlette.requests import HTTPConnection
 
+from api.identity import Revoked
 from api.security import InvalidToken, Principal, api_key_matches, api_key_prefix, decode_token
 from api.service import Service
 from sinks.store import ApiKey, AuditEntry
@@ -35,7 +36,7 @@ _DESCRIPTIONS = {
     413: "The upload is larger than the configured limit.",
     415: "Not multipart/form-data, or not a recognised audio file.",
     422: "Invalid input; the reason names it.",
-    429: "Too many failed logins; retry after the given delay.",
+    429: "Too many failed logins, or too many logins at once; retry after the given delay.",
     503: "The database or another dependency is unavailable; retry after the given delay.",
 }
 
@@ -77,26 +78,43 @@ def _unauthorized(reason: str) -> HTTPException:
     return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
 
 
+async def audit(service: Service, entry: AuditEntry) -> None:
+    """Record ``entry`` in a transaction of its own, committed whatever the request does next."""
+    async with service.db.session() as session:
+        session.add(entry)
+
+
 async def _from_api_key(service: Service, secret: str, address: str) -> Principal:
     async with service.db.session() as session:
         rows = await session.scalars(
             select(ApiKey).where(ApiKey.prefix == api_key_prefix(secret), ApiKey.revoked.is_(False))
         )
         key = next((k for k in rows if api_key_matches(secret, k.key_hash)), None)
-        if key is None:
-            session.add(AuditEntry(action="key.rejected", actor="?", address=address, ok=False))
-            raise _unauthorized("invalid API key")
-        now = utcnow()
-        if key.last_used_at is None or now - key.last_used_at > KEY_USE_AUDIT_EVERY:
-            key.last_used_at = now
-            session.add(AuditEntry(action="key.used", actor=key.name, address=address))
-        return Principal(name=key.name, role=key.role, kind="key")
+        if key is not None:
+            now = utcnow()
+            if key.last_used_at is None or now - key.last_used_at > KEY_USE_AUDIT_EVERY:
+                key.last_used_at = now
+                session.add(AuditEntry(action="key.used", actor=key.name, address=address))
+            return Principal(name=key.name, role=key.role, kind="key")
+    # Raised outside the lookup's transaction, which the error would roll back.
+    await audit(
+        service,
+        AuditEntry(
+            action="key.rejected", actor="?", address=address, ok=False,
+            detail=f"prefix {api_key_prefix(secret)!r}",
+        ),
+    )  # fmt: skip
+    raise _unauthorized("invalid API key")
 
 
 async def authenticate(
     request: HTTPConnection, service: Service, token: str | None = None
 ) -> Principal:
-    """The caller, from ``Authorization: Bearer <jwt>``, ``X-API-Key``, or ``token``."""
+    """The caller, from ``Authorization: Bearer <jwt>``, ``X-API-Key``, or ``token``.
+
+    A token's user is looked up (briefly cached): a removed, disabled or logged-out
+    user's token is refused, and the role is the user's current one.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, credentials = header.partition(" ")
     if scheme.lower() == "bearer" and credentials:
@@ -107,9 +125,11 @@ async def authenticate(
     if not token:
         raise _unauthorized("authentication required: a Bearer token or an X-API-Key")
     try:
-        return decode_token(token, service.signing_key)
-    except InvalidToken as exc:
+        claims = decode_token(token, service.signing_key)
+        identity = await service.identities.check(claims)
+    except (InvalidToken, Revoked) as exc:
         raise _unauthorized(f"invalid token: {exc}") from None
+    return Principal(name=identity.username, role=identity.role, kind="user")
 
 
 def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:

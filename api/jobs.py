@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, func, or_, select, update
 
+from api.overviews import cached_overview
 from config.settings import Settings
-from sinks.store import BlobStore, Database, Result, Task
+from sinks.store import BlobStore, Database, Result, Task, search
 from sinks.store.models import utcnow
 from stream.sources import SourceError
 
@@ -157,6 +158,7 @@ async def _finish(
         if document is not None:
             task.progress = 1.0
             session.add(Result(task_id=task_id, document=document))
+            session.add(search.entry_of(task, document))
     return True
 
 
@@ -200,6 +202,10 @@ async def execute(
         with contextlib.suppress(asyncio.CancelledError):
             await renewer
     document["task_id"] = task_id
+    try:  # drawn by the recording's page; ready before the job shows as completed
+        await asyncio.to_thread(cached_overview, settings, path, task.content_sha256)
+    except Exception as exc:
+        logger.warning("job %s: no overview for the archive application (%s)", task_id, exc)
     document["audio_info"]["filename"] = task.filename
     document.setdefault("provenance", {})["processing_type"] = task.processing_type
     if not await _finish(db, task_id, owner, "completed", document=document):

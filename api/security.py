@@ -28,6 +28,8 @@ from config.settings import Settings
 ALGORITHM = "HS256"
 ISSUER = "heritage-audio"
 KEY_PREFIX = "ha_"
+MIN_PASSWORD = 10
+"""Shortest password accepted (CLI and API)."""
 _hasher = PasswordHasher()
 # Verified against when the user does not exist, so timing does not reveal usernames.
 _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
@@ -86,37 +88,54 @@ def _write_private(path: Path, text: str) -> None:
         temp.unlink()
 
 
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What an access token asserts: which user (id and name) at which token version.
+
+    The role is not trusted from the token: each request reads it, with the version,
+    from the user's row (see :mod:`api.identity`).
+    """
+
+    user_id: int
+    username: str
+    version: int
+
+
 def issue_token(
-    principal: Principal, key: str, lifetime: timedelta, now: datetime | None = None
+    claims: TokenClaims, role: str, key: str, lifetime: timedelta, now: datetime | None = None
 ) -> str:
     now = now or datetime.now(UTC)
-    claims: dict[str, Any] = {
-        "sub": principal.name,
-        "role": principal.role,
+    payload: dict[str, Any] = {
+        "sub": str(claims.user_id),
+        "name": claims.username,
+        "ver": claims.version,
+        "role": role,  # informative for clients; the server reads the role from the store
         "iss": ISSUER,
         "iat": now,
         "nbf": now,
         "exp": now + lifetime,
         "jti": uuid.uuid4().hex,
     }
-    return jwt.encode(claims, key, algorithm=ALGORITHM)
+    return jwt.encode(payload, key, algorithm=ALGORITHM)
 
 
-def decode_token(token: str, key: str) -> Principal:
+def decode_token(token: str, key: str) -> TokenClaims:
     try:
         claims = jwt.decode(
             token,
             key,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "iss"]},
+            options={"require": ["exp", "iat", "sub", "iss", "name", "ver"]},
         )
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from None
-    role = claims.get("role")
-    if not isinstance(role, str) or not isinstance(claims["sub"], str):
-        raise InvalidToken("token has no role")
-    return Principal(name=claims["sub"], role=role, kind="user")
+    subject, name, version = claims["sub"], claims["name"], claims["ver"]
+    if not (isinstance(subject, str) and subject.isdigit() and isinstance(name, str)):
+        raise InvalidToken("token names no user")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InvalidToken("token has no version")
+    return TokenClaims(user_id=int(subject), username=name, version=version)
 
 
 def new_api_key() -> tuple[str, str, str]:

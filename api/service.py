@@ -19,11 +19,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import jobs
+from api.guard import PasswordPool
+from api.identity import IdentityCache
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
 from api.security import signing_key
 from config.settings import Settings
 from detectors.files import file_sha256
-from sinks.store import BlobStore, Database, Task, upgrade
+from sinks.store import BlobStore, Database, Task, search, upgrade
 from sinks.store.models import JOB_STATUSES, utcnow
 
 logger = logging.getLogger(__name__)
@@ -85,24 +87,29 @@ class ServiceMetrics:
         )
 
 
-def completion_hook(settings: Settings) -> Callable[[str, dict[str, Any]], Awaitable[bool]]:
+def completion_hook(
+    settings: Settings, db: Database
+) -> Callable[[str, dict[str, Any]], Awaitable[bool]]:
     """What happens after a job completes: the MAXXI archive copy and the signed callback.
 
-    Returns True once MAXXI has acknowledged the callback (the task records when).
+    The callback goes into the outbox (:mod:`sinks.maxxi_outbox`) and is tried once
+    at once; returns True if MAXXI acknowledged it then. Later attempts are the
+    API's outbox dispatcher's.
     """
 
     async def on_complete(task_id: str, document: dict[str, Any]) -> bool:
         if not settings.MAXXI_COMPATIBILITY_MODE:
             return False
         from sinks.maxxi import MAXXIConnector
+        from sinks.maxxi_outbox import OutboxDispatcher, enqueue
 
         connector = MAXXIConnector(settings)
         export = connector.format_for_maxxi(document)
         await asyncio.to_thread(connector.store_in_archive, export)
         if not settings.MAXXI_CALLBACK_URL:
             return False
-        await asyncio.to_thread(connector.notify, task_id, export)
-        return True
+        item_id = await enqueue(db, settings, task_id, export)
+        return await OutboxDispatcher(db, settings).deliver(item_id) == "delivered"
 
     return on_complete
 
@@ -115,8 +122,10 @@ class Service:
         self.db = Database(settings)
         self.blobs = BlobStore(settings.HERITAGE_DATA_DIR / "uploads")
         self.signing_key = signing_key(settings)
+        self.identities = IdentityCache(self.db, settings.IDENTITY_CACHE_SECONDS)
+        self.passwords = PasswordPool(settings.PASSWORD_HASH_THREADS, settings.PASSWORD_HASH_QUEUE)
         self.metrics = ServiceMetrics(registry)
-        self.on_complete = completion_hook(settings)
+        self.on_complete = completion_hook(settings, self.db)
         self.queue: JobQueue = (
             CeleryQueue(settings)
             if settings.redis_enabled
@@ -125,6 +134,7 @@ class Service:
         self.database_ok = False
         self._unsent: dict[str, int] = {}
         self._upkeep: asyncio.Task[None] | None = None
+        self._outbox: asyncio.Task[None] | None = None
         self._seen_until: datetime = utcnow()
 
     async def start(self, *, migrate: bool) -> None:
@@ -133,19 +143,41 @@ class Service:
             await asyncio.to_thread(upgrade, self.settings)
         await self.db.check_schema()
         self.database_ok = True
+        await self.index_recordings()
         await self.queue.start()
         # Jobs a crash left running, and every queued job (a restarted broker may have
         # lost its messages; a duplicate delivery is harmless), go back to the queue.
         for task_id, priority in await jobs.requeue_stale(self.db) + await jobs.queued(self.db):
             await self.submit(task_id, priority)
         self._upkeep = asyncio.create_task(self._upkeep_loop(), name="job-upkeep")
+        from sinks.maxxi_outbox import OutboxDispatcher  # httpx and lxml, only for the API
+
+        self._outbox = asyncio.create_task(
+            OutboxDispatcher(self.db, self.settings).run(), name="maxxi-outbox"
+        )
+
+    async def index_recordings(self) -> None:
+        """Search rows for results stored before recording search existed."""
+        done = 0
+        while True:
+            async with self.db.session() as session:
+                missing = await search.unindexed(session)
+                for task_id in missing:
+                    await search.reindex(session, task_id)
+            done += len(missing)
+            if len(missing) < search.INDEX_BATCH:
+                break
+        if done:
+            logger.info("recording search: %d earlier results indexed", done)
 
     async def stop(self) -> None:
-        if self._upkeep is not None:
-            self._upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._upkeep
+        for task in (self._upkeep, self._outbox):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.queue.stop()
+        self.passwords.close()
         await self.db.close()
 
     async def submit_file(

@@ -80,7 +80,7 @@ async def _execute(settings: Settings, task_id: str) -> str | None:
 
     db = Database(settings, pooled=False)
     try:
-        return await execute(db, settings, task_id, on_complete=completion_hook(settings))
+        return await execute(db, settings, task_id, on_complete=completion_hook(settings, db))
     finally:
         await db.close()
 

@@ -48,15 +48,58 @@ class Settings(BaseSettings):
     MAXXI_CALLBACK_SECRET: SecretStr | None = Field(
         None, description="Key of the callback's HMAC-SHA256 signature (defaults to SECRET_KEY)."
     )
+    MAXXI_CALLBACK_RETRY_FOR_S: float = Field(
+        86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="How long a failing callback is retried before it becomes a dead letter.",
+    )
+    MAXXI_CALLBACK_BACKOFF_S: float = Field(
+        5.0, gt=0, le=3600, description="First wait before retrying a failed callback."
+    )
+    MAXXI_CALLBACK_MAX_BACKOFF_S: float = Field(
+        600.0, gt=0, le=86_400, description="Longest wait between retries of a callback."
+    )
     HERITAGE_DATA_DIR: Path = Path("data")
+    HERITAGE_SPOOL_FSYNC: Literal["always", "interval", "never"] = Field(
+        "interval",
+        description=(
+            "When event spools are forced to disk: each batch (always), every "
+            "HERITAGE_SPOOL_FSYNC_INTERVAL_S (interval) or when the kernel likes (never)."
+        ),
+    )
+    HERITAGE_SPOOL_FSYNC_INTERVAL_S: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Most seconds of spooled events a power cut can lose with fsync=interval.",
+    )
     ACCESS_TOKEN_EXPIRE_MINUTES: int = Field(60, ge=1, le=7 * 24 * 60)
     MAX_UPLOAD_MB: int = Field(500, ge=1, le=100_000, description="Largest accepted upload.")
     METRICS_ALLOW_NETWORKS: str = Field(
         "127.0.0.0/8,::1/128",
         description="Comma-separated networks that may read /metrics without a token.",
     )
+    IDENTITY_CACHE_SECONDS: float = Field(
+        5.0,
+        ge=0,
+        le=60,
+        description="How long a token's user check is cached; a removal, disabling or "
+        "logout-all made by another process takes effect within this time.",
+    )
     LOGIN_MAX_ATTEMPTS: int = Field(5, ge=1, le=1000)
     LOGIN_LOCKOUT_SECONDS: int = Field(300, ge=1, le=86_400)
+    PASSWORD_HASH_THREADS: int = Field(
+        1, ge=1, le=64, description="Threads that check passwords (Argon2) in an API process."
+    )
+    PASSWORD_HASH_QUEUE: int = Field(
+        16, ge=0, le=10_000, description="Password checks that may wait; past it, 429."
+    )
+    FORWARDED_ALLOW_IPS: str = Field(
+        "",
+        description="Comma-separated proxy addresses (or networks) whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: none, the peer's address is the client's.",
+    )
     WORKER_CONCURRENCY: int = Field(1, ge=1, le=64, description="Jobs a worker runs at once.")
     METRICS_PORT: int | None = Field(
         None,

@@ -251,6 +251,40 @@ class MAXXIConnector:
                     return response.status_code
         raise AssertionError("unreachable: tenacity reraises the last error")
 
+    def callback_body(self, payload: dict[str, Any]) -> bytes:
+        """The callback's JSON body: the same bytes for the same payload, every attempt."""
+        return json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+    async def send_once(
+        self, client: httpx.AsyncClient, task_id: str, payload: dict[str, Any], delivery: str
+    ) -> int:
+        """One signed POST of ``payload`` to ``MAXXI_CALLBACK_URL``; its 2xx status code.
+
+        Raises :class:`CallbackError` for anything else (``status`` is None when MAXXI
+        could not be reached); the outbox decides whether to try again.
+        """
+        url = self.settings.MAXXI_CALLBACK_URL
+        if not url:
+            raise CallbackError("MAXXI_CALLBACK_URL is not set")
+        task_id = _validated_task_id(task_id)
+        body = self.callback_body(payload)
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(body, self._secret(), int(self._clock())),
+            DELIVERY_HEADER: delivery,
+            TASK_HEADER: task_id,
+        }
+        try:
+            response = await client.post(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise CallbackError(f"MAXXI callback unreachable: {exc}") from exc
+        if not 200 <= response.status_code < 300:  # a redirect is not a delivery
+            raise CallbackError(
+                f"MAXXI callback for task {task_id} answered {response.status_code}",
+                response.status_code,
+            )
+        return response.status_code
+
 
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None

@@ -10,18 +10,27 @@ Entry fields
     ``event``   the event's JSON, byte for byte as on the WebSocket
     ``type``    the event type, e.g. ``speech.started``
     ``source``  the audio source that produced it
+    ``run_id``  the daemon run that produced it
     ``seq``     its per-source sequence number, in decimal
 
+Idempotent publishing
+    Entries are added by a Lua script, one call per batch, that remembers in the
+    hash ``<stream>:published`` the last ``run_id seq`` added per source and
+    skips an entry at or below it. Events of a source reach the script in
+    ``seq`` order, so a batch sent again (its reply lost to a timeout while Redis
+    was frozen, then delivered from the spool) adds nothing twice. Entry ids stay
+    Redis's own (``*``): ids derived from ``(run_id, seq)`` could not stay
+    increasing in a stream shared by several sources.
+
 Delivery
-    Batches are XADDed in one pipeline. When Redis cannot be reached (or refuses
-    a write) the sink switches to spooling: that batch and every later one go to
-    a bounded on-disk spool (:mod:`sinks.spool`), so order is kept. A background
-    task probes Redis with exponential backoff and jitter; once Redis answers it
-    drains the spool in order, acknowledging each batch only after Redis
-    accepted it, and then switches back to direct delivery. Events are thus
-    delivered at least once: a batch interrupted mid-way is sent again whole,
-    and consumers drop duplicates by ``(source, seq)``. A spool left by an
-    earlier run is delivered before any new event.
+    When Redis cannot be reached (or refuses a write) the sink switches to
+    spooling: that batch and every later one go to a bounded on-disk spool
+    (:mod:`sinks.spool`), so order is kept. A background task probes Redis with
+    capped exponential backoff and jitter (by default at most 1 s apart, so
+    delivery resumes within about a second of Redis's return); once Redis
+    answers it drains the spool in order, acknowledging each batch only after
+    Redis accepted it, and then switches back to direct delivery. A spool left
+    by an earlier run is delivered before any new event.
 """
 
 from __future__ import annotations
@@ -41,14 +50,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff, NoBackoff
 from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT, KeyT
 
 from config.errors import ConfigError
 from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
 from sinks.metrics import Metrics
-from sinks.spool import Spool, SpoolLockedError, human_bytes
+from sinks.spool import FsyncPolicy, Spool, SpoolLockedError, human_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +65,34 @@ DEFAULT_STREAM_KEY = "heritage:{installation_id}:events"
 KEY_PLACEHOLDERS = frozenset({"installation_id", "source"})
 URL_SCHEMES = ("redis://", "rediss://", "unix://")
 MIB = 1 << 20
+_PUBLISH_SCRIPT = """
+-- KEYS: stream, marks hash, per entry. ARGV: maxlen, then per entry
+-- source, run_id, seq, event, type. Adds the entries whose (run_id, seq) is past
+-- the source's mark; returns how many it added.
+local maxlen = ARGV[1]
+local added = 0
+for i = 0, #KEYS / 2 - 1 do
+  local stream, marks = KEYS[2 * i + 1], KEYS[2 * i + 2]
+  local a = 2 + 5 * i
+  local source, run_id, seq = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local mark = redis.call('HGET', marks, source)
+  local fresh = true
+  if mark then
+    local space = string.find(mark, ' ', 1, true)
+    fresh = string.sub(mark, 1, space - 1) ~= run_id
+      or tonumber(string.sub(mark, space + 1)) < tonumber(seq)
+  end
+  if fresh then
+    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'event', ARGV[a + 3],
+      'type', ARGV[a + 4], 'source', source, 'run_id', run_id, 'seq', seq)
+    redis.call('HSET', marks, source, run_id .. ' ' .. seq)
+    added = added + 1
+  end
+end
+return added
+"""
+MARKS_SUFFIX = ":published"
+"""The hash beside each stream: the last ``run_id seq`` added per source."""
 _STILL_DOWN_LOG_S = 60.0
 """Seconds between "still unreachable" lines during a long outage."""
 
@@ -130,11 +167,30 @@ class RedisStreamsSinkConfig(BaseModel):
         le=1 << 30,
         description="Bytes per spool file; the spool drops a whole segment at a time when full.",
     )
+    spool_fsync: FsyncPolicy | None = Field(
+        None,
+        title="Spool fsync",
+        description="always, interval or never (what a power cut may lose); "
+        "default HERITAGE_SPOOL_FSYNC.",
+    )
+    spool_fsync_interval_s: float | None = Field(
+        None,
+        title="Spool fsync interval",
+        gt=0,
+        le=60,
+        description="With interval: seconds between fsyncs; "
+        "default HERITAGE_SPOOL_FSYNC_INTERVAL_S.",
+    )
     reconnect_initial_s: float = Field(
-        0.5, title="First retry", gt=0, le=60, description="Seconds before the first reconnect."
+        0.1, title="First retry", gt=0, le=60, description="Seconds before the first reconnect."
     )
     reconnect_max_s: float = Field(
-        30.0, title="Longest retry", gt=0, le=3600, description="Cap of the reconnect backoff, s."
+        1.0,
+        title="Longest retry",
+        gt=0,
+        le=3600,
+        description="Cap of the reconnect backoff, s: delivery resumes at most this long "
+        "after Redis is back.",
     )
     socket_timeout_s: float = Field(
         5.0,
@@ -189,7 +245,14 @@ class RedisStreamsSinkConfig(BaseModel):
             )
         spool_dir = self.spool_dir or settings.HERITAGE_DATA_DIR / "spool" / "redis"
         try:
-            spool = Spool(spool_dir, self.spool_max_bytes, self.spool_segment_bytes)
+            spool = Spool(
+                spool_dir,
+                self.spool_max_bytes,
+                self.spool_segment_bytes,
+                fsync=self.spool_fsync or settings.HERITAGE_SPOOL_FSYNC,
+                fsync_interval_s=self.spool_fsync_interval_s
+                or settings.HERITAGE_SPOOL_FSYNC_INTERVAL_S,
+            )
         except SpoolLockedError as exc:
             raise ConfigError(
                 f"sinks: redis_streams: {exc}; give each Redis sink its own spool_dir"
@@ -203,10 +266,14 @@ class RedisStreamsSinkConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One stream entry to add: the stream and its fields."""
+    """One stream entry to add: the stream, and what identifies and carries the event."""
 
     key: str
-    fields: dict[FieldT, EncodableT]
+    source: str
+    run_id: str
+    seq: int
+    event: str
+    type: str
 
 
 class RedisStreamsSink(Sink):
@@ -228,12 +295,15 @@ class RedisStreamsSink(Sink):
             # only delay noticing an outage, which the spool and its backoff handle.
             retry=Retry(NoBackoff(), 1),
         )
+        self._publish_script = self._redis.register_script(_PUBLISH_SCRIPT)
+        self._duplicates_skipped = 0
         self._backoff = EqualJitterBackoff(
             cap=config.reconnect_max_s, base=config.reconnect_initial_s
         )
         self._spooling = len(spool) > 0  # leftovers from an earlier run go out first
         self._down_since: float | None = None
         self._recovery: asyncio.Task[None] | None = None
+        self._sync_timer: asyncio.TimerHandle | None = None
         self._delivered = 0
         self._dropped_seen = 0  # so lines torn by a crash are counted too
         self._errors = metrics.sink_errors.labels(self.name)
@@ -248,6 +318,11 @@ class RedisStreamsSink(Sink):
     def spooled(self) -> int:
         """Events waiting in the spool."""
         return len(self._spool)
+
+    @property
+    def duplicates_skipped(self) -> int:
+        """Events sent again (a batch retried after a lost reply) that Redis already had."""
+        return self._duplicates_skipped
 
     @property
     def connected(self) -> bool:
@@ -283,13 +358,18 @@ class RedisStreamsSink(Sink):
             if len(self._spool):
                 await self._drain_before_exit()
         finally:
-            self._spool.close()
+            if self._sync_timer is not None:
+                self._sync_timer.cancel()
+                self._sync_timer = None
+            self._spool.close()  # fsyncs what is left
             await self._redis.aclose()
             self._connected.set(0)
             logger.info(
-                "%s: closed; %d event(s) delivered, %d dropped by the spool, %d left in %s",
+                "%s: closed; %d event(s) delivered, %d sent again and skipped by Redis, "
+                "%d dropped by the spool, %d left in %s",
                 self.name,
                 self._delivered,
+                self._duplicates_skipped,
                 self._spool.dropped,
                 len(self._spool),
                 self._spool.directory,
@@ -300,16 +380,25 @@ class RedisStreamsSink(Sink):
     def _entry_of(self, item: Published) -> _Entry:
         event = item.event
         key = stream_key(self._config.stream_key, event.installation_id, event.source)
-        return _Entry(
-            key, {"event": item.json, "type": event.type, "source": event.source, "seq": event.seq}
-        )
+        return _Entry(key, event.source, event.run_id, event.seq, item.json, event.type)
 
     async def _xadd(self, entries: list[_Entry]) -> None:
-        """Add ``entries`` in order, in one round trip; raises if Redis did not take them all."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for entry in entries:
-                pipe.xadd(entry.key, entry.fields, maxlen=self._config.maxlen, approximate=True)
-            await pipe.execute()
+        """Add ``entries`` in order, in one atomic round trip, skipping any added before.
+
+        Raises if Redis did not answer; the script then either ran whole or not at
+        all, and sending the batch again adds only what is missing.
+        """
+        keys: list[KeyT] = []
+        args: list[EncodableT] = [self._config.maxlen]
+        for e in entries:
+            keys += [e.key, e.key + MARKS_SUFFIX]
+            args += [e.source, e.run_id, e.seq, e.event, e.type]
+        added = await self._publish_script(keys=keys, args=args)
+        if skipped := len(entries) - int(added):
+            self._duplicates_skipped += skipped
+            logger.info(
+                "%s: %d event(s) Redis already had were not added again", self.name, skipped
+            )
 
     # -- spooling ------------------------------------------------------------
 
@@ -329,8 +418,18 @@ class RedisStreamsSink(Sink):
     def _append_to_spool(self, items: list[Published]) -> None:
         self._spool.append([item.json for item in items])
         self._update_spool_metrics()
+        if self._spool.unsynced and self._sync_timer is None:
+            # The spool fsyncs on appends once the interval has passed; this covers the
+            # last appends of a burst, so the loss bound holds when appends stop.
+            self._sync_timer = asyncio.get_running_loop().call_later(
+                self._spool.fsync_interval_s, self._sync_spool
+            )
         if self._recovery is None or self._recovery.done():
             self._recovery = asyncio.create_task(self._recover(), name=f"{self.name} recovery")
+
+    def _sync_spool(self) -> None:
+        self._sync_timer = None
+        self._spool.sync()
 
     def _update_spool_metrics(self) -> None:
         self._spool_events.set(len(self._spool))
@@ -407,17 +506,19 @@ class RedisStreamsSink(Sink):
             try:
                 event: dict[str, Any] = json.loads(line)
                 key = stream_key(self._config.stream_key, event["installation_id"], event["source"])
-                fields: dict[FieldT, EncodableT] = {
-                    "event": line,
-                    "type": event["type"],
-                    "source": event["source"],
-                    "seq": event["seq"],
-                }
+                entry = _Entry(
+                    key,
+                    str(event["source"]),
+                    str(event.get("run_id", "")),  # spooled before events carried one
+                    int(event["seq"]),
+                    line,
+                    str(event["type"]),
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 self._spool_dropped.inc()
                 logger.warning("%s: skipped an unreadable spooled event (%s)", self.name, exc)
                 continue
-            entries.append(_Entry(key, fields))
+            entries.append(entry)
         return entries
 
     def _report_still_down(self, exc: BaseException) -> None:

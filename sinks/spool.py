@@ -9,9 +9,27 @@ Layout of the spool directory::
 
 Delivery is at-least-once: :meth:`Spool.ack` persists the read position only
 after the caller has delivered the lines, so a crash between delivery and
-acknowledgement delivers them again at the next start. Writes are flushed to
-the operating system, not fsync'ed: a process crash loses nothing, a power cut
-may lose the last lines written.
+acknowledgement delivers them again at the next start.
+
+Every write is flushed to the operating system, so a process crash (even
+SIGKILL) loses nothing. What a power cut or a kernel crash may lose depends on
+the fsync policy:
+
+``always``
+    each appended batch is fsync'ed before :meth:`Spool.append` returns: nothing
+    appended is lost.
+``interval`` (the default, every ``fsync_interval_s``)
+    an append fsyncs when the last fsync is older than the interval, and the
+    owner calls :meth:`Spool.sync` that long after an unsynced append: at most
+    the lines appended in the last ``fsync_interval_s`` are lost.
+``never``
+    the kernel writes back when it likes (Linux: within about 30 s): up to that
+    much is lost.
+
+With ``always`` and ``interval`` a new segment file is fsync'ed with its
+directory before the first line goes in, a finished segment before the next
+one starts, and the ``head`` file before it is renamed into place and the
+directory after; a ``head`` lost to a power cut only delivers lines again.
 
 The spool never grows past ``max_bytes``: the oldest segment is deleted to make
 room, and its unacknowledged lines are counted in :attr:`Spool.dropped`. A
@@ -26,15 +44,19 @@ import contextlib
 import fcntl
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 logger = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".jsonl"
 _HEAD_FILE = "head"
 _LOCK_FILE = "lock"
+
+FsyncPolicy = Literal["always", "interval", "never"]
+"""When spooled lines are forced to disk (see the module documentation for what each loses)."""
 
 
 class SpoolLockedError(RuntimeError):
@@ -62,10 +84,26 @@ class _Segment:
 class Spool:
     """Lines appended at the tail, peeked and acknowledged at the head, bounded in bytes."""
 
-    def __init__(self, directory: Path, max_bytes: int, segment_bytes: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int,
+        segment_bytes: int = 4 << 20,
+        *,
+        fsync: FsyncPolicy = "interval",
+        fsync_interval_s: float = 1.0,
+    ) -> None:
         if segment_bytes <= 0 or max_bytes < 2 * segment_bytes:
             raise ValueError("spool max_bytes must hold at least two segments")
+        if fsync not in ("always", "interval", "never"):
+            raise ValueError(f"spool fsync policy must be always, interval or never, not {fsync!r}")
+        if fsync_interval_s <= 0:
+            raise ValueError("spool fsync_interval_s must be positive")
         self.directory = directory
+        self.fsync = fsync
+        self.fsync_interval_s = fsync_interval_s
+        self._synced_at = time.monotonic()
+        self._unsynced = False  # lines written to the tail segment and not yet fsync'ed
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.dropped = 0
@@ -135,9 +173,27 @@ class Spool:
             return
         self._advance_head(end)
 
+    @property
+    def unsynced(self) -> bool:
+        """Lines were appended since the last fsync (and the policy wants them synced)."""
+        return self._unsynced
+
+    def sync(self) -> None:
+        """Fsync the tail segment now if lines were appended since the last fsync."""
+        if not self._unsynced or self._writer is None:
+            self._unsynced = False
+            return
+        try:
+            os.fsync(self._writer.fileno())
+        except OSError as exc:
+            logger.error("spool %s: cannot fsync (%s)", self.directory, exc)
+        self._unsynced = False
+        self._synced_at = time.monotonic()
+
     def close(self) -> None:
         """Close files and release the directory; what is left waits for the next start."""
         if self._writer is not None:
+            self.sync()
             self._writer.close()
             self._writer = None
         self._lock.close()
@@ -263,16 +319,23 @@ class Spool:
         except OSError:
             self._undo_partial_write(tail)
             raise
+        if self.fsync == "never":
+            return
+        self._unsynced = True
+        if self.fsync == "always" or time.monotonic() - self._synced_at >= self.fsync_interval_s:
+            self.sync()
 
     def _open_new_segment(self) -> _Segment:
         """Start a new tail segment and open it for appending."""
         if self._writer is not None:
+            self.sync()  # a finished segment is complete on disk before the next starts
             self._writer.close()
             self._writer = None
         segment = _Segment(self._next_id, 0, 0)
         self._next_id += 1
         self._writer = (self.directory / _segment_name(segment.id)).open("ab")
         self._segments.append(segment)
+        self._sync_directory()  # the new file's name survives a power cut
         return segment
 
     def _undo_partial_write(self, tail: _Segment) -> None:
@@ -321,11 +384,29 @@ class Spool:
         first_id = self._segments[0].id if self._segments else -1
         tmp = self.directory / (_HEAD_FILE + ".tmp")
         try:
-            tmp.write_text(f"{first_id} {self._head_offset}\n")
+            with tmp.open("w") as f:
+                f.write(f"{first_id} {self._head_offset}\n")
+                if self.fsync != "never":
+                    f.flush()
+                    os.fsync(f.fileno())  # the rename must never reveal an empty file
             tmp.replace(self.directory / _HEAD_FILE)
+            self._sync_directory()
         except OSError as exc:
             # The old head stays: the acknowledged lines are delivered again after a restart.
             logger.warning("spool %s: cannot save the read position (%s)", self.directory, exc)
+
+    def _sync_directory(self) -> None:
+        """Fsync the directory, making created, renamed and deleted names durable."""
+        if self.fsync == "never":
+            return
+        try:
+            fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logger.error("spool %s: cannot fsync the directory (%s)", self.directory, exc)
 
     def _count_dropped(self, lines: int, reason: str) -> None:
         if lines <= 0:

@@ -6,7 +6,7 @@ left pending longer than ``claim_idle_ms`` (XAUTOCLAIM) and reads new ones
 (XREADGROUP ``>`` with BLOCK). Each event goes to standard output as one JSON
 line, or to a webhook as one POST; an entry is acknowledged (XACK) only after
 its event was written or the webhook answered 2xx. A crash in between delivers
-it again: receivers drop duplicates by ``(source, seq)``.
+it again: receivers drop duplicates by ``(source, run_id, seq)``.
 """
 
 from __future__ import annotations

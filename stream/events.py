@@ -2,8 +2,10 @@
 
 Each event is one JSON object (one WebSocket message, one Redis stream entry).
 Detectors fill the type-specific fields and the stream position; the pipeline
-stamps ``installation_id``, ``source``, ``seq`` and ``wall_time`` before an
-event leaves the process (see :func:`stamp`).
+stamps ``installation_id``, ``source``, ``run_id``, ``seq`` and ``wall_time``
+before an event leaves the process (see :func:`stamp`). ``(source, run_id, seq)``
+identifies an event: ``run_id`` is new at each start of the daemon, and ``seq``
+continues across starts (see :mod:`stream.seq_state`).
 """
 
 from __future__ import annotations
@@ -47,8 +49,17 @@ class _EventBase(BaseModel):
         ge=0,
         description="Input channel index within the source; null for source-wide events.",
     )
+    run_id: str = Field(
+        "",
+        description="UUID of the daemon run that produced the event; new at each start.",
+    )
     seq: int = Field(
-        0, ge=0, description="Per-source sequence number, strictly increasing; gaps mean loss."
+        0,
+        ge=0,
+        description=(
+            "Per-source sequence number, rising by 1 per event and continuing across "
+            "restarts; within one run_id a gap means loss."
+        ),
     )
     t_start: float = Field(ge=0, description="Start, in stream seconds (sample clock).")
     t_end: float = Field(ge=0, description="End, in stream seconds (sample clock).")
@@ -146,13 +157,20 @@ EVENT_TYPES: tuple[str, ...] = tuple(
 
 
 def stamp(
-    event: Event, *, installation_id: str, source: str, seq: int, wall_time: datetime
+    event: Event,
+    *,
+    installation_id: str,
+    source: str,
+    seq: int,
+    wall_time: datetime,
+    run_id: str = "",
 ) -> Event:
     """Return ``event`` with the fields only the pipeline knows filled in."""
     return event.model_copy(
         update={
             "installation_id": installation_id,
             "source": source,
+            "run_id": run_id,
             "seq": seq,
             "wall_time": wall_time,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from stream.clock import SampleClock
 from stream.events import Event, Heartbeat, SourceState, SourceStatus, stamp
 from stream.recorder import ChannelRecorder, RecordingWriter
 from stream.resample import Resampler
+from stream.seq_state import SeqCounter
 from stream.sources import Block, Source, SourceError, StatusChange
 from stream.sources.base import Frames
 from stream.windowing import Samples, Windower
@@ -173,8 +175,12 @@ class SourceRunner:
         recording: RecordingWriter | None = None,
         *,
         tap: AnalysisTap | None = None,
+        run_id: str | None = None,
+        seq: SeqCounter | None = None,
     ) -> None:
         self.source = source
+        self.run_id = run_id if run_id is not None else str(uuid.uuid4())
+        """Stamped on every event: a new UUID per daemon start (shared by its sources)."""
         self._recording = recording
         self._tap = tap
         self.config = config
@@ -193,7 +199,7 @@ class SourceRunner:
         # Anchored by the first event: the source's "running" status, as capture starts.
         self._clock = SampleClock()
         self._chains: list[ChannelChain] = []
-        self._seq = 0
+        self._seq = seq if seq is not None else SeqCounter()
         self._next_heartbeat = config.heartbeat_s
         self._overflows_seen = 0
         self._dropped_seen = 0
@@ -259,6 +265,7 @@ class SourceRunner:
             logger.exception("source %s: pipeline failed", name)
             self._publish([self._status_event(StatusChange("error", f"internal error: {exc}"))])
         finally:
+            self._seq.close()
             self._metrics.source_up.labels(name).set(0)
             self.done.set()
 
@@ -385,14 +392,15 @@ class SourceRunner:
         if not events:
             return
         stamped: list[Event] = []
-        for event in events:
-            self._seq += 1
+        first = self._seq.take(len(events))  # persisted before any of them leaves
+        for seq, event in enumerate(events, start=first):
             stamped.append(
                 stamp(
                     event,
                     installation_id=self.config.installation_id,
                     source=self.source.name,
-                    seq=self._seq,
+                    run_id=self.run_id,
+                    seq=seq,
                     wall_time=self._clock.wall_time(event.t_start),
                 )
             )

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from sinks.metrics import Metrics
 from stream.events import Event
 from stream.pipeline import SourceRunner
 from stream.recorder import RecordingWriter
+from stream.seq_state import SeqCounter, seq_file
 from stream.sources import SourceError, build_source
 
 logger = logging.getLogger(__name__)
@@ -61,10 +63,17 @@ class Runtime:
             if config.recorder.enabled
             else None
         )
+        self.run_id = str(uuid.uuid4())
+        """Stamped on every event of this process: ``(source, run_id, seq)`` is unique."""
+        seq_dir = settings.HERITAGE_DATA_DIR / "seq"
         self.runners = [
-            SourceRunner(build_source(c), config, self.emit, self.metrics, self.recording)
-            for c in config.sources
-        ]
+            SourceRunner(
+                source, config, self.emit, self.metrics, self.recording,
+                run_id=self.run_id, seq=SeqCounter(seq_file(seq_dir, source.name)),
+            )
+            for source in map(build_source, config.sources)
+        ]  # fmt: skip
+        logger.info("run %s", self.run_id)
         # Built here, not in start(): a sink that cannot work is a configuration error
         # raised before anything is served.
         self.sinks = [c.build(settings, self.metrics) for c in config.sinks]

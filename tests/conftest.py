@@ -65,12 +65,12 @@ def serving(runtime: Runtime, port: int | None = None, **app_options: Any) -> It
     """The app for ``runtime`` on a real uvicorn server in a thread; yields its base URL."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, uvicorn_config
 
     port = port or free_port()
     app = create_app(runtime.settings, runtime, **app_options)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, ws_ping_interval=None)
+        uvicorn_config(app, "127.0.0.1", port, log_config=None, ws_ping_interval=None)
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.security import hash_password
+from api.security import TokenClaims, decode_token, hash_password, signing_key
 from config.pipeline import PipelineConfig
 from config.settings import Settings
 from sinks.store import Database, User, upgrade
@@ -108,6 +108,11 @@ class Client:
             assert response.status_code == 200, response.text
             self._tokens[role] = response.json()["access_token"]
         return self._tokens[role]
+
+    def claims(self, username: str) -> TokenClaims:
+        """What a valid token of ``username`` asserts (read from the token login gives)."""
+        token = self.token(username)
+        return decode_token(token, signing_key(self.settings))
 
     def auth(self, role: str = "admin") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(role)}"}

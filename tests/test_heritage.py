@@ -34,7 +34,9 @@ from detectors.heritage import (
     heritage_classification,
     load_model,
 )
+from detectors.heritage.crossval import Corpus
 from detectors.heritage.model import DEFAULT_MODEL, LinearBranch, card_path, linear_path
+from detectors.heritage.retrain import BaseVectors
 from stream.cli import main
 from stream.events import HERITAGE_CATEGORIES, HeritageClassified
 from tests.conftest import DATA, run_file
@@ -349,3 +351,23 @@ def test_file_analysis_result_has_the_heritage_section_and_model_version() -> No
     assert result["provenance"]["models"]["heritage"] == load_model().provenance
     card = json.loads(card_path(DEFAULT_MODEL).read_text())
     assert result["provenance"]["models"]["heritage"] == f"sha256:{card['model_sha256']}"
+
+
+def test_the_saved_synthetic_vectors_stand_in_for_the_rendered_corpus() -> None:
+    # bench/eval_heritage.py --real without --synthetic learns from these rows.
+    base = DEFAULT_MODEL.with_name("heritage_base.npz")
+    corpus = Corpus.saved_synthetic(base)
+    saved = BaseVectors.load(base)
+    assert np.array_equal(corpus.x, saved.x[saved.synthetic])
+    assert set(corpus.truth()) == set(SIX)
+    assert [corpus.examples[g].category for g in corpus.groups] == corpus.y.tolist()
+    assert np.all(np.diff(corpus.groups) >= 0)
+    assert {e.source for e in corpus.examples} == {"synthetic"}
+
+
+def test_saved_vectors_without_synthetic_rows_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "base.npz"
+    np.savez(path, x=np.zeros((2, 3)), y=np.asarray(["opera", "other"]), weights=np.ones(2),
+             groups=np.arange(2), synthetic=np.zeros(2, dtype=bool))  # fmt: skip
+    with pytest.raises(ValueError, match="no synthetic rows"):
+        Corpus.saved_synthetic(path)

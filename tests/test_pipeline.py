@@ -24,7 +24,7 @@ def _comparable(events: list[Any]) -> dict[str, list[dict[str, Any]]]:
     """Events by type, without the fields that legitimately differ between runs."""
     out: dict[str, list[dict[str, Any]]] = {}
     for e in events:
-        fields = e.model_dump(exclude={"seq", "wall_time", "uptime_s"})
+        fields = e.model_dump(exclude={"run_id", "seq", "wall_time", "uptime_s"})
         out.setdefault(e.type, []).append(fields)
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import subprocess
 import time
 import uuid
@@ -66,6 +67,15 @@ class RedisServer:
             self._process.wait()
             self._process = None
 
+    def freeze(self) -> None:
+        """SIGSTOP: Redis stops answering but keeps its connections and what it holds."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, decode_responses=True)
 
@@ -86,7 +96,9 @@ def installation() -> Iterator[str]:
     installation_id = f"test-{uuid.uuid4().hex[:12]}"
     yield installation_id
     with redis.Redis.from_url(SHARED_URL) as client:
-        client.delete(f"heritage:{installation_id}:events")
+        client.delete(
+            f"heritage:{installation_id}:events", f"heritage:{installation_id}:events:published"
+        )
 
 
 def _events(start: int, stop: int, installation_id: str = "hall") -> list[Published]:
@@ -161,6 +173,7 @@ def test_events_arrive_in_order_with_their_fields_and_the_stream_is_trimmed(
         "event": items[-1].json,
         "type": "level",
         "source": "stage",
+        "run_id": "",
         "seq": "2999",
     }
 

@@ -223,9 +223,11 @@ def test_migrations_build_exactly_the_models(store: str, tmp_path: Path) -> None
     from alembic.runtime.migration import MigrationContext
 
     from sinks.store import Base, upgrade
+    from sinks.store.search import include_name
 
     def diff(connection: object) -> list[object]:
-        return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))  # type: ignore[arg-type]
+        context = MigrationContext.configure(connection, opts={"include_name": include_name})  # type: ignore[arg-type]
+        return list(compare_metadata(context, Base.metadata))
 
     async def compare(settings: object) -> list[object]:
         db = Database(settings, pooled=False)  # type: ignore[arg-type]

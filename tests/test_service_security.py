@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from api.security import Principal, issue_token
+from api.security import issue_token
 from tests.conftest import DATA
 from tests.service import PASSWORD, Client, api, settings_for
 
@@ -50,14 +50,17 @@ def test_routes_need_credentials(client: Client) -> None:
 
 def test_forged_and_expired_tokens_are_refused(client: Client) -> None:
     key = client.settings.SECRET_KEY.get_secret_value()  # type: ignore[union-attr]
-    admin = Principal("admin", "admin", "user")
+    admin = client.claims("admin")
     past = datetime.now(UTC) - timedelta(hours=2)
-    expired = issue_token(admin, key, timedelta(minutes=5), now=past)
+    expired = issue_token(admin, "admin", key, timedelta(minutes=5), now=past)
     assert _get(client, expired) == 401
-    assert _get(client, issue_token(admin, "not-the-key-" + "x" * 40, timedelta(minutes=5))) == 401
+    forged = issue_token(admin, "admin", "not-the-key-" + "x" * 40, timedelta(minutes=5))
+    assert _get(client, forged) == 401
     now = int(datetime.now(UTC).timestamp())
     claims = {
-        "sub": "admin",
+        "sub": str(admin.user_id),
+        "name": "admin",
+        "ver": admin.version,
         "role": "admin",
         "iss": "heritage-audio",
         "iat": now,
@@ -70,7 +73,7 @@ def test_forged_and_expired_tokens_are_refused(client: Client) -> None:
     confused = f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
     assert _get(client, confused) == 401
     assert _get(client, "garbage") == 401
-    assert _get(client, issue_token(admin, key, timedelta(minutes=5))) == 200
+    assert _get(client, issue_token(admin, "admin", key, timedelta(minutes=5))) == 200
 
 
 def test_roles_limit_what_a_caller_may_do(client: Client) -> None:

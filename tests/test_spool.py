@@ -1,11 +1,14 @@
 """The on-disk spool on its own: order, acknowledgement, restarts, its bound and torn writes."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from sinks.spool import SEGMENT_SUFFIX, Spool, SpoolLockedError
+from tests.conftest import ROOT
 
 SEGMENT = 4096
 BOUND = 4 * SEGMENT
@@ -164,3 +167,65 @@ def test_a_batch_larger_than_the_whole_spool_keeps_its_newest_lines(tmp_path: Pa
 def test_a_bound_below_two_segments_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="two segments"):
         Spool(tmp_path, max_bytes=SEGMENT, segment_bytes=SEGMENT)
+
+
+# -- fsync policy, observed with strace on a real file system ------------------------------
+
+_WORKLOAD = """
+import sys, time
+from pathlib import Path
+from sinks.spool import Spool
+policy, interval, directory = sys.argv[1], float(sys.argv[2]), Path(sys.argv[3])
+spool = Spool(directory, max_bytes=1 << 20, segment_bytes=4096,
+              fsync=policy, fsync_interval_s=interval)
+line = '{"seq": 0, "type": "level", "pad": "%s"}' % ("x" * 40)
+for batch in range(40):            # 40 batches of 10 lines: about 7 segments
+    spool.append([line] * 10)
+    time.sleep(0.005)
+while lines := spool.peek(50):     # 8 acknowledgements: 8 head updates
+    spool.ack(len(lines))
+spool.close()
+"""
+
+
+def _fsyncs(tmp_path: Path, policy: str, interval: float = 1.0) -> list[str]:
+    """The fsync/fdatasync calls of a real process spooling 40 batches under ``policy``."""
+    directory = tmp_path / policy
+    trace = tmp_path / f"{policy}.strace"
+    subprocess.run(
+        ["strace", "-f", "-y", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(trace),
+         sys.executable, "-c", _WORKLOAD, policy, str(interval), str(directory)],
+        check=True, cwd=ROOT,
+    )  # fmt: skip
+    return [line for line in trace.read_text().splitlines() if "sync(" in line]
+
+
+def test_fsync_always_syncs_every_batch_and_the_directory_on_rotation_and_head_updates(
+    tmp_path: Path,
+) -> None:
+    calls = _fsyncs(tmp_path, "always")
+    segments = [c for c in calls if SEGMENT_SUFFIX + ">" in c]
+    directory = [c for c in calls if "/always>)" in c]
+    head = [c for c in calls if "head.tmp>" in c]
+    assert len(segments) >= 40  # each of the 40 batches
+    assert len(head) == 8  # each acknowledgement, before the rename
+    # each new segment's name, and each renamed head
+    assert len(directory) >= 7 + 8
+
+
+def test_fsync_interval_syncs_at_most_once_per_interval_and_at_close(tmp_path: Path) -> None:
+    calls = _fsyncs(tmp_path, "interval", interval=10.0)
+    segments = [c for c in calls if SEGMENT_SUFFIX + ">" in c]
+    # Within a 10 s interval only rotations (a full segment is synced before the next
+    # starts) and the close sync the data: far fewer than the 40 batches.
+    assert 1 <= len(segments) <= 10
+    assert [c for c in calls if "head.tmp>" in c]  # head updates stay durable
+
+
+def test_fsync_never_makes_no_sync_call(tmp_path: Path) -> None:
+    assert _fsyncs(tmp_path, "never") == []
+
+
+def test_an_unknown_fsync_policy_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="always, interval or never"):
+        Spool(tmp_path, max_bytes=BOUND, segment_bytes=SEGMENT, fsync="sometimes")  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ import csv
 import io
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -39,25 +40,16 @@ def decode(data: bytes) -> np.ndarray:
         mono = audio.mean(axis=1)
         return np.asarray(soxr.resample(mono, rate, RATE) if rate != RATE else mono)
     except sf.LibsndfileError:
-        out = subprocess.run(
-            [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-i",
-                "pipe:0",
-                "-ac",
-                "1",
-                "-ar",
-                str(RATE),
-                "-f",
-                "f32le",
-                "-",
-            ],
-            input=data,
-            capture_output=True,
-            check=True,
-        )
+        # A file, not a pipe: MP4/AAC files (some named .mp3) keep their index at the end.
+        with tempfile.NamedTemporaryFile() as encoded:
+            encoded.write(data)
+            encoded.flush()
+            out = subprocess.run(
+                ["ffmpeg", "-v", "error", "-i", encoded.name, "-ac", "1", "-ar", str(RATE),
+                 "-f", "f32le", "-"],
+                capture_output=True,
+                check=True,
+            )  # fmt: skip
         return np.frombuffer(out.stdout, dtype=np.float32)
 
 
@@ -69,10 +61,14 @@ def main() -> None:
     args = parser.parse_args()
     with args.manifest.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    missing = []
+    missing: list[str] = []
+    short: list[str] = []
     for row in rows:
         folder = args.mirrors / row["repo"].replace("/", "+", 1)
-        gitdir = folder / "repo" if (folder / "repo" / "HEAD").exists() else folder
+        gitdir = next(
+            (d for d in (folder / "repo", folder / "repo" / ".git") if (d / "HEAD").exists()),
+            folder,
+        )
         try:
             data = subprocess.run(
                 ["git", "--git-dir", str(gitdir), "show", f"{row['commit']}:{row['path']}"],
@@ -85,13 +81,20 @@ def main() -> None:
         audio = decode(data)
         start = round(float(row["offset_s"]) * RATE)
         clip = audio[start : start + round(float(row["duration_s"]) * RATE)]
+        if len(clip) < RATE:
+            short.append(f"{row['clip_id']}: {len(clip) / RATE:.2f} s decoded")
+            continue
         target = args.out / row["label"] / f"{row['clip_id']}.flac"
         target.parent.mkdir(parents=True, exist_ok=True)
         sf.write(target, clip, RATE, subtype="PCM_16")
     shutil.copyfile(args.manifest, args.out / "manifest.csv")
-    print(f"{len(rows) - len(missing)} clips written to {args.out}")
+    print(f"{len(rows) - len(missing) - len(short)} clips written to {args.out}")
     for item in missing:
         print(f"missing: {item}")
+    for item in short:
+        print(f"too short, not written: {item}")
+    if missing or short:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import json
 import os
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def archival_copies(real: list[Example], out: Path, seed: int = 7) -> list[Examp
         if not target.exists():
             audio = read_mono_16k(ex.path).astype(np.float64)
             y = degrade(
-                audio, 16000, np.random.default_rng(abs(hash(ex.path.stem)) % 2**32), severity
+                audio, 16000, np.random.default_rng(zlib.crc32(ex.path.stem.encode())), severity
             )
             target.parent.mkdir(parents=True, exist_ok=True)
             sf.write(target, (0.5 * y / (np.max(np.abs(y)) + 1e-9)).astype(np.float32), 16000)

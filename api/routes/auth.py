@@ -1,8 +1,10 @@
-"""``POST /api/v1/auth/login``: a password for a short-lived access token.
+"""``POST /api/v1/auth/login`` and ``/password``: a password for a short-lived access token.
 
-Failed logins are counted per account and per address from the audit log
-(so every API process shares them); past the limit, the account or address is
-refused with 429 for the lockout period, even with the right password.
+Each attempt is taken from the account's counter, then the address's, before the
+password is checked (:mod:`api.guard`); past ``LOGIN_MAX_ATTEMPTS`` (four times that
+for an address) within ``LOGIN_LOCKOUT_SECONDS`` the answer is 429 without a check,
+even for the right password. The counters live in the database, so every API process
+shares them. Every check, and every refusal, is audited in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from datetime import timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from api.deps import ServiceDep, client_address, errors
-from api.security import Principal, issue_token, verify_password
+from api.deps import AnyCaller, ServiceDep, audit, client_address, errors
+from api.guard import HashPoolFull, give_back, take_attempt
+from api.security import MIN_PASSWORD, TokenClaims, issue_token
 from api.service import Service
 from sinks.store import AuditEntry, User
-from sinks.store.models import utcnow
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 ADDRESS_FACTOR = 4  # an address may fail for a few accounts before it is locked out
+BUSY_RETRY_S = "1"
 
 
 class LoginRequest(BaseModel):
@@ -35,51 +38,97 @@ class TokenResponse(BaseModel):
     role: str
 
 
-async def _failures(service: Service, column: str, value: str) -> int:
-    since = utcnow() - timedelta(seconds=service.settings.LOGIN_LOCKOUT_SECONDS)
+def _too_many(retry_after: int | str, reason: str) -> HTTPException:
+    return HTTPException(429, reason, headers={"Retry-After": str(retry_after)})
+
+
+async def _checked(service: Service, username: str, password: str, address: str) -> User | None:
+    """The user if ``password`` is theirs (and they are enabled), after taking an attempt
+    from the account's and the address's counters; 429 when either is used up or the
+    hashing pool is full. Every outcome is audited."""
+    settings = service.settings
+    limit, window = settings.LOGIN_MAX_ATTEMPTS, settings.LOGIN_LOCKOUT_SECONDS
+    account, source = f"account:{username}", f"address:{address}"
+    taken = await take_attempt(service.db, account, limit, window)
+    if taken.allowed:
+        by_address = await take_attempt(service.db, source, limit * ADDRESS_FACTOR, window)
+        if not by_address.allowed:
+            await give_back(service.db, account)
+            taken = by_address
+    if not taken.allowed:
+        await audit(service, AuditEntry(action="login.locked", actor=username, address=address,
+                                        ok=False))  # fmt: skip
+        raise _too_many(taken.retry_after, "too many failed logins: try again later")
     async with service.db.session() as session:
-        count = await session.scalar(
-            select(func.count()).where(
-                AuditEntry.action == "login",
-                AuditEntry.ok.is_(False),
-                AuditEntry.at > since,
-                getattr(AuditEntry, column) == value,
-            )
-        )
-    return int(count or 0)
+        user = await session.scalar(select(User).where(User.username == username))
+    try:
+        valid = await service.passwords.verify(password, user.password_hash if user else None)
+    except HashPoolFull as exc:
+        for key in (account, source):  # nothing was checked: the attempt is not a failure
+            await give_back(service.db, key)
+        await audit(service, AuditEntry(action="login.busy", actor=username, address=address,
+                                        ok=False))  # fmt: skip
+        raise _too_many(BUSY_RETRY_S, str(exc)) from None
+    ok = valid and user is not None and not user.disabled
+    await audit(service, AuditEntry(action="login", actor=username, address=address, ok=ok))
+    if not ok:
+        return None
+    for key in (account, source):
+        await give_back(service.db, key)
+    return user
+
+
+def _wrong(reason: str) -> HTTPException:
+    return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
 
 
 @router.post("/login", response_model=TokenResponse, responses=errors(400, 401, 422, 429))
 async def login(body: LoginRequest, request: Request, service: ServiceDep) -> TokenResponse:
     """Exchange a username and password for a JWT access token."""
-    settings = service.settings
-    address = client_address(request)
-    limit = settings.LOGIN_MAX_ATTEMPTS
-    if (
-        await _failures(service, "actor", body.username) >= limit
-        or await _failures(service, "address", address) >= limit * ADDRESS_FACTOR
-    ):
-        async with service.db.session() as session:
-            session.add(
-                AuditEntry(action="login.locked", actor=body.username, address=address, ok=False)
-            )
-        raise HTTPException(
-            429,
-            "too many failed logins: try again later",
-            headers={"Retry-After": str(settings.LOGIN_LOCKOUT_SECONDS)},
-        )
-    async with service.db.session() as session:
-        user = await session.scalar(select(User).where(User.username == body.username))
-    valid = verify_password(body.password, user.password_hash if user else None)
-    ok = valid and user is not None and not user.disabled
-    async with service.db.session() as session:
-        session.add(AuditEntry(action="login", actor=body.username, address=address, ok=ok))
-    if not ok or user is None:
-        raise HTTPException(
-            401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}
-        )
-    lifetime = timedelta(minutes=settings.ACCESS_TOKEN_EXPIRE_MINUTES)
-    token = issue_token(Principal(user.username, user.role, "user"), service.signing_key, lifetime)
+    user = await _checked(service, body.username, body.password, client_address(request))
+    if user is None:
+        raise _wrong("wrong username or password")
+    return _token_for(service, user)
+
+
+def _token_for(service: Service, user: User) -> TokenResponse:
+    lifetime = timedelta(minutes=service.settings.ACCESS_TOKEN_EXPIRE_MINUTES)
+    claims = TokenClaims(user_id=user.id, username=user.username, version=user.token_version)
+    token = issue_token(claims, user.role, service.signing_key, lifetime)
     return TokenResponse(
         access_token=token, expires_in=int(lifetime.total_seconds()), role=user.role
     )
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=MIN_PASSWORD, max_length=1024)
+
+
+@router.post("/password", response_model=TokenResponse, responses=errors(400, 401, 403, 422, 429))
+async def change_password(
+    body: PasswordChange, request: Request, principal: AnyCaller, service: ServiceDep
+) -> TokenResponse:
+    """Change the caller's password. Every token issued before is revoked; a new one is
+    returned. The current password is checked like a login (and locked out like one).
+    API keys have no password (403)."""
+    if principal.kind != "user":
+        raise HTTPException(403, "an API key has no password to change")
+    address = client_address(request)
+    user = await _checked(service, principal.name, body.current_password, address)
+    if user is None:
+        raise _wrong("wrong current password")
+    try:
+        new_hash = await service.passwords.hash(body.new_password)
+    except HashPoolFull as exc:
+        raise _too_many(BUSY_RETRY_S, str(exc)) from None
+    async with service.db.session() as session:
+        changed = await session.get(User, user.id)
+        if changed is None:
+            raise _wrong("the user no longer exists")
+        changed.password_hash = new_hash
+        changed.token_version += 1
+        session.add(AuditEntry(action="user.password", actor=principal.name, address=address,
+                               target=principal.name))  # fmt: skip
+    service.identities.invalidate(changed.id)
+    return _token_for(service, changed)

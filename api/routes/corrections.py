@@ -14,9 +14,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AUTH_ERRORS, AnyCaller, ServiceDep, client_address, errors, require
+from api.routes.recordings import current_annotations
 from api.routes.tasks import _task
 from api.security import Principal
-from sinks.store import AuditEntry, MaxxiFeedback
+from sinks.store import AuditEntry, MaxxiFeedback, search
 from sinks.store.corrections import (
     CORRECTION,
     StoredCorrection,
@@ -116,6 +117,8 @@ async def add_correction(
                 target=task.id, detail=f"{body.category} ({where})",
             )
         )  # fmt: skip
+        await session.flush()
+        await search.reindex(session, task.id, await current_annotations(session, task.id))
     return CorrectionOut(
         id=row.id,
         task_id=task_id,

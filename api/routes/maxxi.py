@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import Path as FastPath
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from api.deps import AUTH_ERRORS, AnyCaller, MaxxiCaller, ServiceDep, client_address, errors
+from api.deps import (
+    AUTH_ERRORS,
+    Admin,
+    AnyCaller,
+    MaxxiCaller,
+    ServiceDep,
+    client_address,
+    errors,
+)
 from api.routes.tasks import completed_document
 from api.service import Service
-from sinks.store import AuditEntry, MaxxiFeedback, MaxxiStatus, Task
+from sinks.store import AuditEntry, MaxxiFeedback, MaxxiStatus, OutboxItem, Task
+from sinks.store.models import utcnow
 from stream.events import HeritageCategory
 
 router = APIRouter(prefix="/api/maxxi", tags=["maxxi"])
@@ -139,6 +149,87 @@ async def metadata(
     chosen = format or service.settings.MAXXI_OUTPUT_FORMAT
     body, media_type = connector.serialize(export, chosen)
     return Response(body, media_type=media_type)
+
+
+OutboxStatus = Literal["pending", "delivered", "dead"]
+
+
+class OutboxEntry(BaseModel):
+    """A MAXXI callback in the outbox: what became of it so far."""
+
+    id: int
+    task_id: str
+    delivery_id: str = Field(description="X-Heritage-Delivery of every attempt.")
+    status: OutboxStatus
+    attempts: int
+    created_at: datetime
+    retry_until: datetime = Field(description="Failures past this make it a dead letter.")
+    next_attempt_at: datetime
+    last_status: int | None = Field(description="HTTP status of the last attempt; null: no answer.")
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+def _entry(row: OutboxItem) -> OutboxEntry:
+    return OutboxEntry(
+        id=row.id, task_id=row.task_id, delivery_id=row.delivery_id,
+        status=row.status,
+        attempts=row.attempts, created_at=row.created_at, retry_until=row.retry_until,
+        next_attempt_at=row.next_attempt_at, last_status=row.last_status,
+        last_error=row.last_error, delivered_at=row.delivered_at,
+    )  # fmt: skip
+
+
+@router.get("/outbox", response_model=list[OutboxEntry], responses=errors(*AUTH_ERRORS, 422))
+async def outbox(
+    _: Admin,
+    service: ServiceDep,
+    status: Annotated[
+        OutboxStatus, Query(description="Which callbacks: dead letters by default.")
+    ] = "dead",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[OutboxEntry]:
+    """The callbacks to MAXXI in ``status``, oldest first (admins only)."""
+    async with service.db.session() as session:
+        rows = await session.scalars(
+            select(OutboxItem)
+            .where(OutboxItem.status == status)
+            .order_by(OutboxItem.id)
+            .limit(limit)
+        )
+        return [_entry(row) for row in rows]
+
+
+@router.post(
+    "/outbox/{item_id}/replay",
+    response_model=OutboxEntry,
+    responses=errors(*AUTH_ERRORS, 404, 409, 422),
+)
+async def replay(
+    item_id: Annotated[int, FastPath(ge=1, le=2**63 - 1)],
+    request: Request,
+    principal: Admin,
+    service: ServiceDep,
+) -> OutboxEntry:
+    """Send a dead letter again: pending now, with a fresh retry period (admins only)."""
+    now = utcnow()
+    async with service.db.session() as session:
+        row = await session.get(OutboxItem, item_id)
+        if row is None:
+            raise HTTPException(404, f"no outbox item {item_id}")
+        if row.status != "dead":
+            raise HTTPException(409, f"outbox item {item_id} is {row.status}, not dead")
+        row.status = "pending"
+        row.next_attempt_at = now
+        row.retry_until = now + timedelta(seconds=service.settings.MAXXI_CALLBACK_RETRY_FOR_S)
+        session.add(
+            AuditEntry(
+                action="maxxi.outbox.replay", actor=principal.name,
+                address=client_address(request), target=row.task_id, detail=str(item_id),
+            )
+        )  # fmt: skip
+        await session.flush()
+        return _entry(row)
 
 
 async def latest_statuses(service: Service) -> dict[str, dict[str, Any]]:

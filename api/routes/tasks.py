@@ -7,14 +7,15 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import func, select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import func, or_, select
 
 from api.deps import AUTH_ERRORS, Admin, AnyCaller, ServiceDep, Submitter, client_address, errors
 from api.jobs import PRIORITIES, PROCESSING_TYPES, ProcessingType
 from api.service import Service
 from api.uploads import FILE_FIELD, receive_upload
 from sinks.store import AuditEntry, Result, Task
+from sinks.store.search import contains, date_range
 
 router = APIRouter(prefix="/api/v1", tags=["analysis"])
 
@@ -49,6 +50,13 @@ class ProcessForm(BaseModel):
     coverage: str | None = Field(None, max_length=1000)
     rights: str | None = Field(None, max_length=1000)
 
+    @field_validator("date")
+    @classmethod
+    def _a_date(cls, value: str | None) -> str | None:
+        if value:
+            date_range(value)  # its ValueError says what a date looks like
+        return value
+
 
 def _form_schema() -> dict[str, Any]:
     schema = ProcessForm.model_json_schema()
@@ -79,6 +87,8 @@ class TaskStatus(BaseModel):
     processing_time: float | None = Field(description="Seconds from start to completion.")
     progress: float = Field(ge=0, le=1)
     error: str | None
+    submitted_by: str
+    title: str | None = Field(description="The curator's Dublin Core title, if given.")
 
     @classmethod
     def of(cls, task: Task) -> TaskStatus:
@@ -95,7 +105,14 @@ class TaskStatus(BaseModel):
             processing_time=task.processing_time,
             progress=task.progress,
             error=task.error,
+            submitted_by=task.submitted_by,
+            title=_title(task),
         )
+
+
+def _title(task: Task) -> str | None:
+    title = ((task.options or {}).get("dublin_core") or {}).get("title")
+    return str(title) if title else None
 
 
 class TaskList(BaseModel):
@@ -128,6 +145,7 @@ async def process(
     try:
         form = ProcessForm.model_validate(upload.fields)
     except ValidationError as exc:
+        await _forget_unused(service, upload.sha256)
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "form"
         raise HTTPException(422, f"{where}: {first['msg']}") from None
@@ -159,6 +177,16 @@ async def process(
         task_id=uuid.UUID(task.id),
         message=f"{form.processing_type} analysis of {upload.filename} queued",
     )
+
+
+async def _forget_unused(service: Service, sha256: str) -> None:
+    """A refused upload leaves nothing behind, unless an accepted job holds the same file."""
+    async with service.db.session() as session:
+        used = await session.scalar(
+            select(func.count()).select_from(Task).where(Task.content_sha256 == sha256)
+        )
+    if not used:
+        service.blobs.remove(sha256)
 
 
 async def _task(service: Service, task_id: uuid.UUID) -> Task:
@@ -215,13 +243,20 @@ async def list_tasks(
     status: Status | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0, le=10_000_000),
+    q: str | None = Query(None, max_length=200, description="Part of the title or file name."),
 ) -> TaskList:
-    """Tasks, newest first, optionally of one status."""
+    """Tasks, newest first, optionally of one status and matching a title."""
     query = select(Task)
     count = select(func.count()).select_from(Task)
     if status is not None:
         query = query.where(Task.status == status)
         count = count.where(Task.status == status)
+    if q and q.strip():
+        words = q.strip().lower()
+        title = func.lower(Task.options["dublin_core"]["title"].as_string())
+        match = or_(contains(title, words), contains(func.lower(Task.filename), words))
+        query = query.where(match)
+        count = count.where(match)
     async with service.db.session() as session:
         total = int(await session.scalar(count) or 0)
         rows = await session.scalars(

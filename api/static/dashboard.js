@@ -7,6 +7,8 @@
 // the pending level updates (at most one per card).
 
 const WINDOW_S = 60; // stream seconds shown by the timelines
+const RECENT_S = 600; // stream seconds shown by the recent-minutes timelines
+const RECENT_SEGMENTS = 2000; // per recent lane; a safety cap on top of time pruning
 const LOG_CAP = 200; // event log lines kept in the DOM
 const MAX_SEGMENTS = 400; // per timeline; a safety cap on top of time pruning
 const MERGE_GAP_S = 0.5; // same label within this gap joins the previous block
@@ -147,6 +149,10 @@ function createCard(key, source, channel) {
     clipUntil: -Infinity,
     speakerSegs: [],
     categorySegs: [],
+    recent: { speech: [], speaker: [], category: [] }, // the last RECENT_S, for the long view
+    speechSince: null, // stream time speech started, while it lasts
+    loggedCategory: null, // the category last written to the event log
+    loggedSpeaker: null, // and the speaker
   };
   cards.set(key, card);
   src.cards.push(card);
@@ -158,6 +164,7 @@ function createCard(key, source, channel) {
   );
   ui.cards.insertBefore(root, next ?? null);
   ui.empty.remove();
+  addRecentRow(card, next);
   for (const canvas of [el.speakerTl, el.categoryTl]) {
     canvasCard.set(canvas, card);
     resizer.observe(canvas);
@@ -210,8 +217,15 @@ const HANDLERS = {
     card.level = ev;
     if (num(ev.clipped) > 0) card.clipUntil = num(ev.t_end) + CLIP_HOLD_S;
   },
-  "speech.started": (card) => setSpeech(card, true),
-  "speech.ended": (card) => setSpeech(card, false),
+  "speech.started"(card, ev) {
+    setSpeech(card, true);
+    card.speechSince = num(ev.t_start);
+  },
+  "speech.ended"(card, ev) {
+    setSpeech(card, false);
+    addRecent(card.recent.speech, num(ev.t_start, card.speechSince ?? 0), num(ev.t_end), "speech", "#3ddc84");
+    card.speechSince = null;
+  },
   "speaker.turn"(card, ev) {
     const name = String(ev.speaker ?? "?");
     const color = speakerColor(name);
@@ -220,6 +234,7 @@ const HANDLERS = {
     card.el.speaker.style.setProperty("--swatch", color);
     card.el.speakerConf.textContent = pct(ev.confidence);
     addSegment(card.speakerSegs, num(ev.t_start), num(ev.t_end), name, color);
+    addRecent(card.recent.speaker, num(ev.t_start), num(ev.t_end), name, color);
   },
   "heritage.classified"(card, ev) {
     const label = categoryLabel(ev.category);
@@ -234,6 +249,7 @@ const HANDLERS = {
       row.li.classList.toggle("top", id === ev.category);
     }
     addSegment(card.categorySegs, num(ev.t_start), num(ev.t_end), label, color);
+    addRecent(card.recent.category, num(ev.t_start), num(ev.t_end), label, color);
   },
   "source.status": showStatus,
   heartbeat() {}, // only advances the stream clock
@@ -277,12 +293,23 @@ function handleMessage(data) {
       src.now = Math.max(src.now, tEnd);
       if (ev.type === "source.status") src.status = ev;
     }
+    let logged = !UNLOGGED.has(ev.type);
     for (const card of sourceWide ? sourceCards(source) : [cardFor(source, ev.channel)]) {
       card.now = Math.max(card.now, tEnd);
+      if (ev.type === "heritage.classified") {
+        // Classified every hop: the log shows a change of category, once.
+        logged = card.loggedCategory !== ev.category;
+        ev.previous = card.loggedCategory;
+        card.loggedCategory = ev.category;
+      } else if (ev.type === "speaker.turn") {
+        // Likewise a turn goes to the log when the speaker changes.
+        logged = card.loggedSpeaker !== ev.speaker;
+        card.loggedSpeaker = ev.speaker;
+      }
       handler(card, ev);
       dirty.add(card);
     }
-    if (!UNLOGGED.has(ev.type)) logEvent(ev);
+    if (logged) logEvent(ev);
   }
   requestFrame();
 }
@@ -294,9 +321,15 @@ const SUMMARY = {
   "speech.started": (ev) => `speech from ${duration(ev.t_start)}`,
   "speech.ended": (ev) => `speech ended after ${num(ev.duration).toFixed(1)} s`,
   "speaker.turn": (ev) => `${ev.speaker} (${pct(ev.confidence)})`,
-  "heritage.classified": (ev) => `${categoryLabel(ev.category)} (${pct(ev.confidence)})`,
+  "heritage.classified": (ev) =>
+    `${ev.previous ? `${categoryLabel(ev.previous)} → ` : ""}${categoryLabel(ev.category)} (${pct(ev.confidence)})`,
   "source.status": (ev) => [ev.state, ev.message].filter(Boolean).join(": "),
 };
+
+const LOG_GROUP = { speech: "speech", speaker: "speaker", heritage: "heritage", source: "status" };
+ui.logFilter.addEventListener("change", () => {
+  ui.log.dataset.filter = ui.logFilter.value;
+});
 
 function logEvent(ev) {
   const li = document.createElement("li");
@@ -313,6 +346,7 @@ function logEvent(ev) {
     li.append(span);
   }
   if (ev.type === "source.status" && WARN_STATES.has(ev.state)) li.className = "warn";
+  li.dataset.group = LOG_GROUP[ev.type.split(".")[0]] ?? "other";
   ui.log.prepend(li);
   while (ui.log.childElementCount > LOG_CAP) ui.log.lastElementChild.remove();
 }
@@ -382,6 +416,71 @@ function drawTimeline(canvas, segs, now) {
   }
 }
 
+// ---- the last minutes, per channel ----------------------------------------
+
+function addRecent(list, t0, t1, label, color) {
+  const last = list.at(-1);
+  if (last && last.label === label && t0 <= last.t1 + MERGE_GAP_S) {
+    last.t1 = Math.max(last.t1, t1);
+    return;
+  }
+  if (last && t0 < last.t1) last.t1 = Math.max(last.t0, t0);
+  list.push({ t0, t1, label, color });
+  if (list.length > RECENT_SEGMENTS) list.shift();
+}
+
+function addRecentRow(card, nextCard) {
+  const row = document.createElement("div");
+  row.className = "recent-row";
+  row.dataset.source = card.source;
+  row.dataset.channel = String(card.channel);
+  const label = document.createElement("span");
+  label.textContent = `${card.source || "(unnamed)"} ch ${card.channel}`;
+  const canvas = document.createElement("canvas");
+  canvas.setAttribute("role", "img");
+  canvas.setAttribute("aria-label", `${label.textContent}: speech, speakers and category, last 10 minutes`);
+  row.append(label, canvas);
+  card.recentCanvas = canvas;
+  const before = nextCard
+    ? ui.recent.querySelector(`[data-source="${CSS.escape(nextCard.dataset.source)}"][data-channel="${nextCard.dataset.channel}"]`)
+    : null;
+  ui.recent.insertBefore(row, before);
+  ui.recentPanel.hidden = false;
+}
+
+/** Three stripes (speech, speaker, category) over the last RECENT_S of stream time. */
+function drawRecent(card) {
+  const canvas = card.recentCanvas;
+  const w = (canvas.width = Math.round(canvas.clientWidth * devicePixelRatio));
+  const h = (canvas.height = Math.round(canvas.clientHeight * devicePixelRatio));
+  if (!w || !h) return;
+  const ctx = canvas.getContext("2d");
+  const start = card.now - RECENT_S;
+  const px = w / RECENT_S;
+  ctx.fillStyle = "rgb(255 255 255 / 0.08)";
+  for (let t = Math.ceil(start / 60) * 60; t <= card.now; t += 60) {
+    ctx.fillRect(Math.round((t - start) * px), 0, 1, h); // a line a minute
+  }
+  const speech = card.speechSince === null ? card.recent.speech
+    : [...card.recent.speech, { t0: card.speechSince, t1: card.now, color: "#3ddc84" }];
+  const stripes = [speech, card.recent.speaker, card.recent.category];
+  const stripe = h / stripes.length;
+  stripes.forEach((segs, i) => {
+    while (segs.length && segs[0].t1 < start) segs.shift();
+    for (const seg of segs) {
+      const x0 = Math.max(0, (seg.t0 - start) * px);
+      const x1 = Math.min(w, (seg.t1 - start) * px);
+      if (x1 - x0 < 0.5) continue;
+      ctx.fillStyle = seg.color;
+      ctx.fillRect(x0, i * stripe + 1, Math.max(1, x1 - x0), stripe - 2);
+    }
+  });
+}
+
+setInterval(() => {
+  for (const card of cards.values()) drawRecent(card);
+}, 1000);
+
 // Events per second, from a once-a-second tick.
 setInterval(() => {
   ui.rate.textContent = stats.lastSecond;
@@ -397,10 +496,20 @@ function setConnection(state) {
   ui.conn.dataset.state = state;
 }
 
+// The archive application's sign-in (same origin, same tab) also opens the live stream
+// where the server requires a token.
+function signedInToken() {
+  try {
+    return JSON.parse(sessionStorage.getItem("heritage-audio-session"))?.token ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function connect() {
   setConnection("connecting");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const token = new URLSearchParams(location.search).get("token");
+  const token = new URLSearchParams(location.search).get("token") || signedInToken();
   const query = token ? `?token=${encodeURIComponent(token)}` : "";
   let ws;
   try {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,25 @@ class Corpus:
         names = np.asarray([e.source for e in self.examples])
         return names[self.groups]
 
+    @classmethod
+    def saved_synthetic(cls, path: Path) -> Corpus:
+        """The synthetic rows of a saved training-vector file (``heritage_base.npz``, written
+        by ``tools/train_heritage_model.py``): the rendered corpus's train and validation
+        vectors, so real recordings can be scored without rendering the corpus again. Its
+        examples are placeholders (one per file), never read."""
+        from detectors.heritage.retrain import BaseVectors
+
+        saved = BaseVectors.load(path)
+        rows = saved.synthetic
+        if not rows.any():
+            raise ValueError(f"{path}: no synthetic rows")
+        files, groups = np.unique(saved.groups[rows], return_inverse=True)
+        examples = [
+            Example(path, str(saved.y[rows][groups == i][0]), source="synthetic")
+            for i in range(len(files))
+        ]
+        return cls(saved.x[rows], saved.y[rows], groups.astype(np.int64), examples)
+
     def truth(self) -> list[str]:
         """The category of each example."""
         return [e.category for e in self.examples]
@@ -101,8 +121,6 @@ def leave_one_source_out(real: Corpus, base: Corpus | None, fit: Fit = fit_hiera
 
 def as_model(estimators: dict[str, Any], temperature: float = 1.0) -> HeritageModel:
     """An in-memory model of fitted branches (no file)."""
-    from pathlib import Path
-
     return HeritageModel(estimators, {"temperature": temperature}, Path("<memory>"), "")
 
 

@@ -23,7 +23,7 @@ from detectors.base import Detector, DetectorConfig, register
 from detectors.heritage.excerpt import EXCERPT_S, ExcerptFeaturizer
 from detectors.heritage.features import SAMPLE_RATE
 from detectors.heritage.model import HeritageModel, load_model
-from detectors.heritage.registry import resolve_model_path
+from detectors.heritage.registry import configured_data_dir, resolve_model_path
 from stream.events import HERITAGE_CATEGORIES, Event, HeritageClassified
 from stream.windowing import Window
 
@@ -81,9 +81,10 @@ class HeritageConfig(DetectorConfig):
     )
 
 
-def heritage_model(config: HeritageConfig) -> HeritageModel:
-    """The model a heritage detector with ``config`` uses now (the active version may change)."""
-    return load_model(resolve_model_path(config.model_path))
+def heritage_model(config: HeritageConfig, data_dir: Path | None = None) -> HeritageModel:
+    """The model a heritage detector with ``config`` uses now (the active version may change);
+    ``data_dir``: where the version registry is (HERITAGE_DATA_DIR by default)."""
+    return load_model(resolve_model_path(config.model_path, data_dir))
 
 
 def heritage_provenance(detectors: Sequence[DetectorConfig] = ()) -> str:
@@ -104,7 +105,10 @@ class HeritageDetector(Detector):
             raise ValueError(f"the heritage features run at {SAMPLE_RATE} Hz, not {sample_rate}")
         self.config = config
         self.channel = channel
-        self.model: HeritageModel = heritage_model(config)
+        # The data directory is read from the settings once; the registry's state file is
+        # looked at (one stat) before every excerpt, so an activated version is picked up.
+        self._data_dir = None if config.model_path else configured_data_dir()
+        self.model: HeritageModel = heritage_model(config, self._data_dir)
         self.featurizer = ExcerptFeaturizer()
         self._hop = round(config.hop_s * sample_rate)
         self._size = round(EXCERPT_S * sample_rate)
@@ -167,7 +171,7 @@ class HeritageDetector(Detector):
                 self._smoothed, self._label, self._held, self._announced = None, None, 0, None
             return None
         self._silent = 0.0
-        self.model = heritage_model(self.config)  # picks up a newly activated version
+        self.model = heritage_model(self.config, self._data_dir)  # a newly activated version
         probs = self.model.predict(excerpt.vector)[0]
         a = self.config.smoothing
         self._smoothed = probs if self._smoothed is None else a * probs + (1 - a) * self._smoothed

@@ -28,13 +28,16 @@ SHIPPED = "shipped"
 REGISTRY_FILE = "registry.json"
 
 
+def configured_data_dir() -> Path:
+    """HERITAGE_DATA_DIR from the settings (reading them costs milliseconds: ask once)."""
+    from config.settings import load_settings  # the data directory is a deployment setting
+
+    return Path(load_settings().HERITAGE_DATA_DIR)
+
+
 def registry_dir(data_dir: Path | None = None) -> Path:
     """The registry folder of ``data_dir`` (by default HERITAGE_DATA_DIR from the settings)."""
-    if data_dir is None:
-        from config.settings import load_settings  # the data directory is a deployment setting
-
-        data_dir = load_settings().HERITAGE_DATA_DIR
-    return Path(data_dir) / "models" / "heritage"
+    return Path(data_dir or configured_data_dir()) / "models" / "heritage"
 
 
 @dataclass(frozen=True)

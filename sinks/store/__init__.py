@@ -14,12 +14,15 @@ from sinks.store.models import (
     ApiKey,
     AuditEntry,
     Base,
+    LoginAttempt,
     MaxxiFeedback,
     MaxxiStatus,
+    OutboxItem,
     Result,
     Task,
     User,
 )
+from sinks.store.search import Recording
 
 __all__ = [
     "ApiKey",
@@ -27,8 +30,11 @@ __all__ = [
     "Base",
     "BlobStore",
     "Database",
+    "LoginAttempt",
     "MaxxiFeedback",
     "MaxxiStatus",
+    "OutboxItem",
+    "Recording",
     "Result",
     "SchemaBehind",
     "Task",

@@ -16,9 +16,14 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def path(self, sha256: str) -> Path:
+    @staticmethod
+    def check_digest(sha256: str) -> None:
+        """``ValueError`` unless ``sha256`` is a lower-case SHA-256 hex digest."""
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+
+    def path(self, sha256: str) -> Path:
+        self.check_digest(sha256)
         return self.root / sha256[:2] / sha256
 
     def incoming(self) -> tuple[BinaryIO, Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -107,6 +108,27 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Carried in every access token and compared on each request: bumping it (logout-all,
+    # a password change, disabling) revokes the user's tokens at once. It starts at a
+    # random value, so a token of a removed user never matches a later user whose row
+    # reuses the id (SQLite reuses the highest rowid).
+    token_version: Mapped[int] = mapped_column(
+        Integer, default=lambda: secrets.randbelow(2**30), server_default="0"
+    )
+
+
+class LoginAttempt(Base):
+    """Login attempts counted against one account or one address in the current window.
+
+    ``count`` is taken (atomically) before the password is checked and given back when
+    it was right, so concurrent guesses past the limit are refused without a check.
+    """
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)  # account:NAME / address:IP
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApiKey(Base):
@@ -167,3 +189,30 @@ class MaxxiFeedback(Base):
     kind: Mapped[str] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column()
     reported_by: Mapped[str] = mapped_column(String(128))
+
+
+OUTBOX_STATUSES = ("pending", "delivered", "dead")
+
+
+class OutboxItem(Base):
+    """A MAXXI callback waiting to be delivered, delivered, or given up on (dead letter).
+
+    Written when a job completes; a dispatcher posts it, retrying with backoff, and
+    records every outcome here, so no delivery is ever only logged.
+    """
+
+    __tablename__ = "maxxi_outbox"
+    __table_args__ = (Index("ix_maxxi_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(36), index=True)
+    delivery_id: Mapped[str] = mapped_column(String(36), unique=True)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retry_until: Mapped[datetime] = mapped_column()
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

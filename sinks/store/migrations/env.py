@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from config.settings import load_settings
 from sinks.store.database import create_engine
 from sinks.store.models import Base
+from sinks.store.search import include_name  # also registers the recordings table
 
 config = context.config
 settings = config.attributes.get("settings") or load_settings()
@@ -21,6 +22,7 @@ def _run(connection: Connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
