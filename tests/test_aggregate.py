@@ -336,3 +336,19 @@ def _partition(event: dict[str, Any]) -> int:
     key = f"{event['installation_id']}/{event['source']}".encode()
     number: int = DefaultPartitioner()(key, partitions, partitions)
     return number
+
+
+def test_a_reread_of_an_older_run_counts_once_and_gaps_are_per_run() -> None:
+    from aggregate.windows import count, new_state, verdict
+
+    state = new_state()
+    wall = "2026-05-16T14:00:00Z"
+    for run_id, seq in [("A", 1), ("A", 2), ("A", 3), ("B", 4), ("B", 5)]:
+        assert verdict(state, run_id, seq) == "new"
+        count(state, {"type": "heartbeat", "seq": seq, "wall_time": wall}, run_id, seq)
+    assert verdict(state, "A", 2) == "duplicate"  # re-read after the daemon restarted
+    assert verdict(state, "B", 5) == "duplicate"
+    assert verdict(state, "B", 6) == "new"
+    assert verdict(state, "B", 8) == "gap"
+    assert verdict(state, "C", 1) == "new"  # a daemon that lost its seq starts a new run
+    assert state["windows"]["1m@1778940000"]["events"] == 5
