@@ -12,10 +12,12 @@ counted up to, all in one value, so one table write moves both. After a crash:
 
 - an event read again (faust re-reads from the last commit) is a duplicate: counted
   never, but its windows are emitted again, so an upsert lost in the crash is repaired;
-- an event whose ``seq`` skips ahead (faust can skip records after a restart) has its
-  partition re-read from the source's last counted offset by a side reader, so the
-  missing events are counted before it. A gap that is still there is a real loss
-  upstream: it is logged and counted, and counting goes on.
+- an event whose ``seq`` skips ahead (faust can skip records after a restart or a
+  rebalance) has its partition re-read from the source's last counted offset by a side
+  reader, and the missing events of every source there are counted before it. A gap
+  that is still there is a real loss upstream: it is logged and counted, and counting
+  goes on. A skip is noticed when the source's next event arrives: at the latest its
+  next heartbeat (every ``heartbeat_s``, 5 s by default).
 """
 
 from __future__ import annotations
@@ -222,17 +224,18 @@ class Aggregator:
                     if record.offset >= message.offset:
                         done = True
                         break
-                    await self._refill_record(key, record)
+                    await self._refill_record(record)
         finally:
             await reader.stop()
 
-    async def _refill_record(self, key: str, record: Any) -> None:
+    async def _refill_record(self, record: Any) -> None:
+        """Count a re-read record if it is new; any source of the partition (a skip drops
+        every record of the range, not only the one whose gap showed it)."""
         try:
             event = parse(record.value)
         except MalformedEventError:
             return  # the stream put it in the dead-letter topic when it passed
-        if f"{event['installation_id']}/{event['source']}" != key:
-            return
+        key = f"{event['installation_id']}/{event['source']}"
         state = self._state(key)
         if windows.verdict(state, run_of(event), event["seq"]) == "new":
             self.counters.gaps_refilled += 1

@@ -37,8 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     sub.add_argument(
         "--app-id",
-        default="heritage-aggregate",
-        help="consumer group and table names; one per deployment (default: %(default)s)",
+        help="consumer group, and prefix of the changelog topics; one per deployment "
+        "(default: $KAFKA_TOPIC_PREFIX-aggregate)",
     )
     sub.add_argument(
         "--partitions",
@@ -60,17 +60,19 @@ async def _prepare(
     client: KafkaClient, prefix: str, partitions: int | None, replication: int
 ) -> int:
     """The events topic's partition count; the topics the app reads and writes exist after."""
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
 
     topic = events_topic(prefix)
     if partitions is None:
-        consumer = AIOKafkaConsumer(**client.options())
-        await consumer.start()
+        admin = AIOKafkaAdminClient(**client.options())
+        await admin.start()
         try:
-            found = await consumer.partitions_for_topic(topic)
+            found = []
+            if topic in await admin.list_topics():
+                found = (await admin.describe_topics([topic]))[0]["partitions"]
         finally:
-            await consumer.stop()
-        partitions = len(found) if found else 12
+            await admin.close()
+        partitions = len(found) or 12
     names = [topic, aggregates_topic(prefix), dead_letter_topic(prefix)]
     await ensure_topics(client, names, partitions, replication)
     return partitions
@@ -88,12 +90,11 @@ def cmd_aggregate(args: argparse.Namespace, settings: Settings) -> int:
 
     from aggregate.app import Aggregator
 
-    aggregator = Aggregator(
-        client, prefix, partitions, app_id=args.app_id, replication=args.replication
-    )
+    app_id = args.app_id or f"{prefix}-aggregate"
+    aggregator = Aggregator(client, prefix, partitions, app_id=app_id, replication=args.replication)
     logger.info(
         "aggregate: %s from %s, %d partition(s), app %s",
-        events_topic(prefix), client.describe(), partitions, args.app_id,
+        events_topic(prefix), client.describe(), partitions, app_id,
     )  # fmt: skip
     worker = faust.Worker(aggregator.app, loglevel=settings.LOG_LEVEL, quiet=True)
     code = 0

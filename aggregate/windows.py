@@ -123,18 +123,30 @@ def windows_of(t: float) -> Iterator[tuple[WindowSpec, int]]:
             yield spec, start
 
 
+RUNS_KEPT = 16
+"""Runs of a source whose last seq is remembered, so a re-read of an older run's events
+(after a daemon restart) is still recognised; older runs are forgotten."""
+
+
 def new_state() -> dict[str, Any]:
     """The state of a source nothing was counted for."""
-    return {"run_id": None, "seq": -1, "offset": -1, "windows": {}}
+    return {"run_id": None, "seq": -1, "offset": -1, "runs": {}, "windows": {}}
 
 
 def verdict(state: dict[str, Any], run_id: str, seq: int) -> Verdict:
-    """Whether an event at ``(run_id, seq)`` is new, was counted already, or skips some."""
-    if state["run_id"] is None or state["run_id"] != run_id:
+    """Whether an event at ``(run_id, seq)`` is new, was counted already, or skips some.
+
+    ``seq`` rises by one per event within a run; a new run (a daemon restart) may start
+    anywhere, so only a jump within the current run is a gap.
+    """
+    runs: dict[str, int] = state["runs"]
+    if run_id not in runs:
         return "new"  # the first event of the source, or of a new run of its daemon
-    if seq <= state["seq"]:
+    if seq <= runs[run_id]:
         return "duplicate"
-    return "new" if seq == state["seq"] + 1 else "gap"
+    if seq == runs[run_id] + 1 or run_id != state["run_id"]:
+        return "new"
+    return "gap"
 
 
 def count(state: dict[str, Any], event: dict[str, Any], run_id: str, offset: int) -> list[str]:
@@ -145,7 +157,14 @@ def count(state: dict[str, Any], event: dict[str, Any], run_id: str, offset: int
         key = window_key(spec, start)
         add_event(state["windows"].setdefault(key, new_figures()), event)
         changed.append(key)
-    state["run_id"], state["seq"], state["offset"] = run_id, int(event["seq"]), offset
+    runs: dict[str, int] = state["runs"]
+    if run_id not in runs:  # a new run becomes the current one
+        state["run_id"] = run_id
+        while len(runs) >= RUNS_KEPT:
+            del runs[next(iter(runs))]
+    runs[run_id] = max(runs.get(run_id, -1), int(event["seq"]))
+    state["seq"] = runs[state["run_id"]]
+    state["offset"] = max(state["offset"], offset)
     _expire(state, t)
     return changed
 

@@ -35,24 +35,32 @@ def event_identity(event: dict[str, Any]) -> tuple[SourceId, tuple[str, int]]:
     return source, (str(event.get("run_id") or ""), int(event["seq"]))
 
 
+RUNS_KEPT = 16
+"""Runs remembered per source: a re-read of an older run's events is still recognised."""
+
+
 @dataclass
 class Dedup:
     """Drops events a source already delivered: a re-sent batch, a re-read fetch.
 
-    Keeps one position per source (bounded by the number of sources, not by uptime).
+    Keeps per source the last seq of its latest runs (bounded by sources x RUNS_KEPT,
+    not by uptime).
     """
 
-    last: dict[SourceId, tuple[str, int]] = field(default_factory=dict)
+    last: dict[SourceId, dict[str, int]] = field(default_factory=dict)
     duplicates: int = 0
 
     def is_new(self, event: dict[str, Any]) -> bool:
-        """True the first time an event is seen; a new run of the source starts afresh."""
+        """True the first time an event is seen."""
         source, (run_id, seq) = event_identity(event)
-        seen = self.last.get(source)
-        if seen is not None and seen[0] == run_id and seq <= seen[1]:
+        runs = self.last.setdefault(source, {})
+        if run_id in runs and seq <= runs[run_id]:
             self.duplicates += 1
             return False
-        self.last[source] = (run_id, seq)
+        if run_id not in runs:
+            while len(runs) >= RUNS_KEPT:
+                del runs[next(iter(runs))]
+        runs[run_id] = seq
         return True
 
 

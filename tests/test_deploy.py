@@ -128,7 +128,7 @@ def systemd_analyze() -> str:
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return _compose_config(COMPOSE, profiles=("capture", "maxxi"))
+    return _compose_config(COMPOSE, profiles=("capture", "maxxi", "kafka"))
 
 
 def _example_env() -> tuple[dict[str, str], dict[str, str]]:

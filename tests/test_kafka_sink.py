@@ -324,3 +324,13 @@ def test_subscribe_kafka_resumes_from_the_groups_committed_offsets(
         kafka_broker, prefix, "--group", "other", "--from", "start", "--installation", "nowhere"
     )
     assert only_site == []
+
+
+def test_dedup_recognises_a_reread_of_an_older_run() -> None:
+    dedup = Dedup()
+    seen = [
+        dedup.is_new({"installation_id": "s", "source": "r", "run_id": run, "seq": seq})
+        for run, seq in [("A", 1), ("A", 2), ("B", 3), ("A", 2), ("B", 3), ("B", 4), ("C", 1)]
+    ]
+    assert seen == [True, True, True, False, False, True, True]
+    assert dedup.duplicates == 2
