@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,12 +40,12 @@ from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
 from sinks.metrics import Metrics
-from sinks.spool import Spool, SpoolLockedError, human_bytes
+from sinks.spool import Spool, SpoolLockedError
+from sinks.spooling import SpoolingSink
 
 logger = logging.getLogger(__name__)
 
 MIB = 1 << 20
-_STILL_DOWN_LOG_S = 60.0
 _FIRST_CONNECT_S = 3.0
 """Longest wait for the brokers at start-up before spooling (the daemon starts regardless)."""
 # Whatever keeps a record from being stored: brokers gone, timing out, or refusing it.
@@ -256,8 +253,11 @@ class KafkaSinkConfig(BaseModel):
         return KafkaSink(self, client, topic, spool, metrics)
 
 
-class KafkaSink(Sink):
+class KafkaSink(SpoolingSink[tuple[bytes, str]]):
     """Produces batches to ``topic``; spools them in order while the brokers are away."""
+
+    service = "Kafka"
+    unavailable = _UNAVAILABLE
 
     def __init__(
         self,
@@ -267,87 +267,40 @@ class KafkaSink(Sink):
         spool: Spool,
         metrics: Metrics,
     ) -> None:
-        self.name = f"kafka:{client.bootstrap_servers}/{topic}"
-        self.batch_size = config.batch_size
+        name = f"kafka:{client.bootstrap_servers}/{topic}"
+        super().__init__(
+            name,
+            spool,
+            metrics,
+            metrics.kafka_connected.labels(name),
+            batch_size=config.batch_size,
+            drain_batch=config.batch_size,
+            spool_max_bytes=config.spool_max_bytes,
+            reconnect_initial_s=config.reconnect_initial_s,
+            reconnect_max_s=config.reconnect_max_s,
+            close_timeout_s=config.close_timeout_s,
+            spooling=True,  # until a producer has connected (and any old spool is out)
+        )
         self.topic = topic
         self._config = config
         self._client = client
-        self._spool = spool
         self._producer: AIOKafkaProducer | None = None
-        self._spooling = True  # until a producer has connected (and any old spool is out)
-        self._down_since: float | None = None
-        self._recovery: asyncio.Task[None] | None = None
-        self._delivered = 0
-        self._dropped_seen = 0
-        self._errors = metrics.sink_errors.labels(self.name)
-        self._connected = metrics.kafka_connected.labels(self.name)
-        self._spool_events = metrics.spool_events.labels(self.name)
-        self._spool_bytes = metrics.spool_bytes.labels(self.name)
-        self._spool_dropped = metrics.spool_dropped.labels(self.name)
-        self._connected.set(0)
-        self._update_spool_metrics()
-
-    @property
-    def spooled(self) -> int:
-        """Events waiting in the spool."""
-        return len(self._spool)
-
-    @property
-    def connected(self) -> bool:
-        """True while events go straight to the brokers."""
-        return not self._spooling
 
     async def start(self) -> None:
         """Connect and deliver a spool left by an earlier run; if the brokers are away,
         spool from the first event and keep trying in the background."""
         try:
             async with asyncio.timeout(min(self._config.send_timeout_s, _FIRST_CONNECT_S)):
-                await self._connect()
+                await self._probe()
                 await self._drain()
         except _UNAVAILABLE as exc:
-            await self._drop_producer(flush=False)
-            self._kafka_lost(exc)
+            await self._reset_connection()
+            self._lost(exc)
             self._start_recovery()
 
-    async def publish(self, item: Published) -> None:
-        await self.publish_many([item])
+    # -- the transport -------------------------------------------------------
 
-    async def publish_many(self, items: list[Published]) -> None:
-        """Produce ``items`` and await their acknowledgement, or spool them behind the rest."""
-        if self._spooling:
-            self._append_to_spool(items)
-            return
-        try:
-            await self._send([(record_key(i.event.installation_id, i.event.source), i.json)
-                              for i in items])  # fmt: skip
-        except _UNAVAILABLE as exc:
-            self._kafka_lost(exc)
-            self._append_to_spool(items)
-            return
-        self._delivered += len(items)
-
-    async def close(self) -> None:
-        """Deliver the spool within ``close_timeout_s``; what is left stays on disk."""
-        try:
-            await self._stop_recovery()
-            if len(self._spool):
-                await self._drain_before_exit()
-        finally:
-            await self._drop_producer(flush=True)
-            self._spool.close()
-            self._connected.set(0)
-            logger.info(
-                "%s: closed; %d event(s) delivered, %d dropped by the spool, %d left in %s",
-                self.name,
-                self._delivered,
-                self._spool.dropped,
-                len(self._spool),
-                self._spool.directory,
-            )
-
-    # -- producing -----------------------------------------------------------
-
-    async def _connect(self) -> None:
+    async def _probe(self) -> None:
         """A started producer (and the topic), or an exception if the brokers are away."""
         if self._producer is not None:
             return
@@ -373,16 +326,28 @@ class KafkaSink(Sink):
             raise
         self._producer = producer
 
-    async def _send(self, records: list[tuple[bytes, str]]) -> None:
-        """Produce ``records`` in order and wait until the brokers stored all of them."""
-        await self._connect()
+    async def _deliver(self, batch: list[tuple[bytes, str]]) -> None:
+        """Produce ``batch`` in order and wait until the brokers stored all of it."""
+        await self._probe()
         producer = self._producer
-        if producer is None:  # pragma: no cover - _connect either sets it or raises
+        if producer is None:  # pragma: no cover - _probe either sets it or raises
             raise KafkaError("no producer")
         async with asyncio.timeout(self._config.send_timeout_s):
             futures = [await producer.send(self.topic, value.encode(), key=key)
-                       for key, value in records]  # fmt: skip
+                       for key, value in batch]  # fmt: skip
             await asyncio.gather(*futures)
+
+    def _batch_of_items(self, items: list[Published]) -> list[tuple[bytes, str]]:
+        return [(record_key(i.event.installation_id, i.event.source), i.json) for i in items]
+
+    def _record_of_line(self, event: dict[str, Any], line: str) -> tuple[bytes, str]:
+        return record_key(str(event["installation_id"]), str(event["source"])), line
+
+    async def _reset_connection(self) -> None:
+        await self._drop_producer(flush=False)
+
+    async def _release(self) -> None:
+        await self._drop_producer(flush=True)
 
     async def _drop_producer(self, *, flush: bool) -> None:
         """Stop the producer; a broken one is abandoned within a second (its batches are
@@ -393,149 +358,3 @@ class KafkaSink(Sink):
         with contextlib.suppress(*_UNAVAILABLE):
             async with asyncio.timeout(self._config.close_timeout_s if flush else 1.0):
                 await producer.stop()
-
-    # -- spooling ------------------------------------------------------------
-
-    def _kafka_lost(self, exc: BaseException) -> None:
-        self._spooling = True
-        self._down_since = time.monotonic()
-        self._connected.set(0)
-        logger.warning(
-            "%s: Kafka unreachable (%s); spooling events to %s (bound %s) until it is back",
-            self.name,
-            _describe(exc),
-            self._spool.directory,
-            human_bytes(self._config.spool_max_bytes),
-        )
-
-    def _append_to_spool(self, items: list[Published]) -> None:
-        self._spool.append([item.json for item in items])
-        self._spool.sync_later()
-        self._update_spool_metrics()
-        self._start_recovery()
-
-    def _update_spool_metrics(self) -> None:
-        self._spool_events.set(len(self._spool))
-        self._spool_bytes.set(self._spool.size_bytes)
-        self._spool_dropped.inc(self._spool.dropped - self._dropped_seen)
-        self._dropped_seen = self._spool.dropped
-
-    # -- recovery ------------------------------------------------------------
-
-    def _start_recovery(self) -> None:
-        if self._spooling and (self._recovery is None or self._recovery.done()):
-            self._recovery = asyncio.create_task(self._recover(), name=f"{self.name} recovery")
-
-    def _backoff_s(self, failures: int) -> float:
-        """Equal-jitter exponential backoff, capped (an outage may last days)."""
-        growth: float = 2.0 ** min(failures - 1, 32)
-        ceiling = min(self._config.reconnect_max_s, self._config.reconnect_initial_s * growth)
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-    async def _recover(self) -> None:
-        """Reconnect with backoff until the spool is delivered, then deliver directly."""
-        failures = 0 if self._down_since is None else 1
-        last_report = time.monotonic()
-        while True:
-            if failures:
-                await asyncio.sleep(self._backoff_s(failures))
-            try:
-                await self._connect()
-                await self._drain()
-                return
-            except _UNAVAILABLE as exc:
-                failures += 1
-                await self._drop_producer(flush=False)
-                if self._down_since is None:
-                    self._kafka_lost(exc)
-                    continue
-                logger.debug("%s: Kafka still unreachable (%s)", self.name, _describe(exc))
-                if time.monotonic() - last_report >= _STILL_DOWN_LOG_S:
-                    last_report = time.monotonic()
-                    self._report_still_down(exc)
-            except Exception:
-                failures += 1
-                self._errors.inc()
-                await self._drop_producer(flush=False)
-                logger.exception("%s: delivering the spool failed; retrying", self.name)
-
-    async def _drain(self) -> None:
-        """Deliver the spool in order, batch by batch, then go back to direct delivery."""
-        started = time.monotonic()
-        down_since = self._down_since
-        total = len(self._spool)
-        if total:
-            logger.info("%s: Kafka answers; delivering %d spooled event(s)", self.name, total)
-        delivered = 0
-        while lines := self._spool.peek(self.batch_size):
-            records = self._records_of_lines(lines)
-            if records:
-                await self._send(records)
-            self._spool.ack(len(lines))
-            delivered += len(records)
-            self._update_spool_metrics()
-        self._spooling = False
-        self._down_since = None
-        self._connected.set(1)
-        self._delivered += delivered
-        if total or down_since is not None:
-            outage = f" after {started - down_since:.0f} s" if down_since is not None else ""
-            logger.info(
-                "%s: Kafka back%s: %d spooled event(s) delivered in %.1f s",
-                self.name,
-                outage,
-                delivered,
-                time.monotonic() - started,
-            )
-
-    def _records_of_lines(self, lines: list[str]) -> list[tuple[bytes, str]]:
-        """Records for spooled JSON lines; an unreadable line is logged and counted as dropped."""
-        records = []
-        for line in lines:
-            try:
-                event: dict[str, Any] = json.loads(line)
-                key = record_key(str(event["installation_id"]), str(event["source"]))
-            except (ValueError, KeyError, TypeError) as exc:
-                self._spool_dropped.inc()
-                logger.warning("%s: skipped an unreadable spooled event (%s)", self.name, exc)
-                continue
-            records.append((key, line))
-        return records
-
-    def _report_still_down(self, exc: BaseException) -> None:
-        since = self._down_since or time.monotonic()
-        logger.warning(
-            "%s: Kafka still unreachable after %.0f s (%s); %d event(s) spooled (%s), %d dropped",
-            self.name,
-            time.monotonic() - since,
-            _describe(exc),
-            len(self._spool),
-            human_bytes(self._spool.size_bytes),
-            self._spool.dropped,
-        )
-
-    # -- shutdown ------------------------------------------------------------
-
-    async def _stop_recovery(self) -> None:
-        task, self._recovery = self._recovery, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task})
-
-    async def _drain_before_exit(self) -> None:
-        try:
-            async with asyncio.timeout(self._config.close_timeout_s):
-                await self._connect()
-                await self._drain()
-        except _UNAVAILABLE as exc:
-            logger.warning(
-                "%s: shutting down with %d event(s) spooled in %s (%s); they go out at next start",
-                self.name,
-                len(self._spool),
-                self._spool.directory,
-                _describe(exc),
-            )
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__

@@ -35,11 +35,8 @@ Delivery
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
@@ -48,7 +45,7 @@ from typing import Any, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from redis.asyncio.retry import Retry
-from redis.backoff import EqualJitterBackoff, NoBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, KeyT
 
@@ -57,7 +54,8 @@ from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
 from sinks.metrics import Metrics
-from sinks.spool import FsyncPolicy, Spool, SpoolLockedError, human_bytes
+from sinks.spool import FsyncPolicy, Spool, SpoolLockedError
+from sinks.spooling import SpoolingSink
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +94,6 @@ DRAIN_BATCH = 1000
 always-fsynced append-only file, fewer fsyncs in Redis) after a long outage."""
 MARKS_SUFFIX = ":published"
 """The hash beside each stream: the last ``run_id seq`` added per source."""
-_STILL_DOWN_LOG_S = 60.0
-"""Seconds between "still unreachable" lines during a long outage."""
 
 # Whatever keeps an event from being stored: Redis gone, timing out, or refusing writes.
 _UNAVAILABLE = (RedisError, OSError)
@@ -279,17 +275,31 @@ class _Entry:
     type: str
 
 
-class RedisStreamsSink(Sink):
+class RedisStreamsSink(SpoolingSink[_Entry]):
     """XADDs batches to Redis; spools them in order while Redis is unreachable."""
+
+    service = "Redis"
+    unavailable = _UNAVAILABLE
 
     def __init__(
         self, config: RedisStreamsSinkConfig, url: str, spool: Spool, metrics: Metrics
     ) -> None:
-        self.name = f"redis_streams:{redact_url(url)}"
-        self.batch_size = config.batch_size
+        name = f"redis_streams:{redact_url(url)}"
+        super().__init__(
+            name,
+            spool,
+            metrics,
+            metrics.redis_connected.labels(name),
+            batch_size=config.batch_size,
+            drain_batch=max(config.batch_size, DRAIN_BATCH),
+            spool_max_bytes=config.spool_max_bytes,
+            reconnect_initial_s=config.reconnect_initial_s,
+            reconnect_max_s=config.reconnect_max_s,
+            close_timeout_s=config.close_timeout_s,
+            spooling=len(spool) > 0,  # leftovers from an earlier run go out first
+        )
         self._config = config
         self._url = url
-        self._spool = spool
         self._redis = aioredis.Redis.from_url(
             url,
             socket_timeout=config.socket_timeout_s,
@@ -300,255 +310,63 @@ class RedisStreamsSink(Sink):
         )
         self._publish_script = self._redis.register_script(_PUBLISH_SCRIPT)
         self._duplicates_skipped = 0
-        self._backoff = EqualJitterBackoff(
-            cap=config.reconnect_max_s, base=config.reconnect_initial_s
-        )
-        self._spooling = len(spool) > 0  # leftovers from an earlier run go out first
-        self._down_since: float | None = None
-        self._recovery: asyncio.Task[None] | None = None
-        self._delivered = 0
-        self._dropped_seen = 0  # so lines torn by a crash are counted too
-        self._errors = metrics.sink_errors.labels(self.name)
-        self._connected = metrics.redis_connected.labels(self.name)
-        self._duplicates = metrics.redis_duplicates.labels(self.name)
-        self._spool_events = metrics.spool_events.labels(self.name)
-        self._spool_bytes = metrics.spool_bytes.labels(self.name)
-        self._spool_dropped = metrics.spool_dropped.labels(self.name)
-        self._connected.set(0)
-        self._update_spool_metrics()
-
-    @property
-    def spooled(self) -> int:
-        """Events waiting in the spool."""
-        return len(self._spool)
+        self._duplicates = metrics.redis_duplicates.labels(name)
 
     @property
     def duplicates_skipped(self) -> int:
         """Events sent again (a batch retried after a lost reply) that Redis already had."""
         return self._duplicates_skipped
 
-    @property
-    def connected(self) -> bool:
-        """True while events go straight to Redis."""
-        return not self._spooling
-
     async def start(self) -> None:
         """A spool left by an earlier run goes out now, not with the first new event."""
-        if self._spooling and (self._recovery is None or self._recovery.done()):
-            self._recovery = asyncio.create_task(self._recover(), name=f"{self.name} recovery")
+        self._start_recovery()
 
-    async def publish(self, item: Published) -> None:
-        await self.publish_many([item])
+    # -- the transport -------------------------------------------------------
 
-    async def publish_many(self, items: list[Published]) -> None:
-        """XADD ``items`` in one pipeline, or spool them behind the events already waiting."""
-        if self._spooling:
-            self._append_to_spool(items)
-            return
-        try:
-            await self._xadd([self._entry_of(item) for item in items])
-        except _UNAVAILABLE as exc:
-            self._redis_lost(exc)
-            self._append_to_spool(items)
-            return
-        self._delivered += len(items)
-        self._connected.set(1)
+    async def _probe(self) -> None:
+        await self._redis.ping()
 
-    async def close(self) -> None:
-        """Deliver the spool within ``close_timeout_s``; what is left stays on disk."""
-        try:
-            await self._stop_recovery()
-            if len(self._spool):
-                await self._drain_before_exit()
-        finally:
-            self._spool.close()  # fsyncs what is left
-            await self._redis.aclose()
-            self._connected.set(0)
-            logger.info(
-                "%s: closed; %d event(s) delivered, %d sent again and skipped by Redis, "
-                "%d dropped by the spool, %d left in %s",
-                self.name,
-                self._delivered,
-                self._duplicates_skipped,
-                self._spool.dropped,
-                len(self._spool),
-                self._spool.directory,
-            )
-
-    # -- direct delivery -----------------------------------------------------
-
-    def _entry_of(self, item: Published) -> _Entry:
-        event = item.event
-        key = stream_key(self._config.stream_key, event.installation_id, event.source)
-        return _Entry(key, event.source, event.run_id, event.seq, item.json, event.type)
-
-    async def _xadd(self, entries: list[_Entry]) -> None:
-        """Add ``entries`` in order, in one atomic round trip, skipping any added before.
+    async def _deliver(self, batch: list[_Entry]) -> None:
+        """Add ``batch`` in order, in one atomic round trip, skipping any added before.
 
         Raises if Redis did not answer; the script then either ran whole or not at
         all, and sending the batch again adds only what is missing.
         """
         keys: list[KeyT] = []
         args: list[EncodableT] = [self._config.maxlen]
-        for e in entries:
+        for e in batch:
             keys += [e.key, e.key + MARKS_SUFFIX]
             args += [e.source, e.run_id, e.seq, e.event, e.type]
         added = await self._publish_script(keys=keys, args=args)
-        if skipped := len(entries) - int(added):
+        if skipped := len(batch) - int(added):
             self._duplicates_skipped += skipped
             self._duplicates.inc(skipped)
             logger.info(
                 "%s: %d event(s) Redis already had were not added again", self.name, skipped
             )
 
-    # -- spooling ------------------------------------------------------------
-
-    def _redis_lost(self, exc: BaseException) -> None:
-        """Switch to spooling; the append that follows starts probing Redis in the background."""
-        self._spooling = True
-        self._down_since = time.monotonic()
-        self._connected.set(0)
-        logger.warning(
-            "%s: Redis unreachable (%s); spooling events to %s (bound %s) until it is back",
-            self.name,
-            _describe(exc),
-            self._spool.directory,
-            human_bytes(self._config.spool_max_bytes),
-        )
-
-    def _append_to_spool(self, items: list[Published]) -> None:
-        self._spool.append([item.json for item in items])
-        self._update_spool_metrics()
-        self._spool.sync_later()
-        if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.create_task(self._recover(), name=f"{self.name} recovery")
-
-    def _update_spool_metrics(self) -> None:
-        self._spool_events.set(len(self._spool))
-        self._spool_bytes.set(self._spool.size_bytes)
-        self._spool_dropped.inc(self._spool.dropped - self._dropped_seen)
-        self._dropped_seen = self._spool.dropped
-
-    # -- recovery ------------------------------------------------------------
-
-    async def _recover(self) -> None:
-        """Probe Redis with backoff until it answers and the spool is delivered."""
-        failures = 0 if self._down_since is None else 1  # just failed: wait before probing
-        last_report = time.monotonic()
-        while True:
-            if failures:
-                # Capped: the backoff computes 2**failures, and an outage may last days.
-                await asyncio.sleep(self._backoff.compute(min(failures, 32) - 1))
-            try:
-                await self._redis.ping()
-                await self._drain()
-                return
-            except _UNAVAILABLE as exc:
-                failures += 1
-                if self._down_since is None:  # a spool left by an earlier run, and no Redis
-                    self._redis_lost(exc)
-                    continue
-                logger.debug("%s: Redis still unreachable (%s)", self.name, _describe(exc))
-                if time.monotonic() - last_report >= _STILL_DOWN_LOG_S:
-                    last_report = time.monotonic()
-                    self._report_still_down(exc)
-            except Exception:
-                # A bug or a broken spool file: keep the events and keep trying, loudly.
-                failures += 1
-                self._errors.inc()
-                logger.exception("%s: delivering the spool failed; retrying", self.name)
-
-    async def _drain(self) -> None:
-        """Deliver the spool in order, batch by batch, then go back to direct delivery."""
-        started = time.monotonic()
-        down_since = self._down_since
-        total = len(self._spool)
-        if total:
-            logger.info(
-                "%s: Redis answers; delivering %d spooled event(s) (%s)",
-                self.name,
-                total,
-                human_bytes(self._spool.size_bytes),
-            )
-        delivered = 0
-        while lines := self._spool.peek(max(self.batch_size, DRAIN_BATCH)):
-            entries = self._entries_of_lines(lines)
-            if entries:
-                await self._xadd(entries)
-            self._spool.ack(len(lines))
-            delivered += len(entries)
-            self._update_spool_metrics()
-        self._spooling = False
-        self._down_since = None
-        self._connected.set(1)
-        self._delivered += delivered
-        outage = f" after {started - down_since:.0f} s" if down_since is not None else ""
-        logger.info(
-            "%s: Redis back%s: %d spooled event(s) delivered in %.1f s; delivering directly again",
-            self.name,
-            outage,
-            delivered,
-            time.monotonic() - started,
-        )
-
-    def _entries_of_lines(self, lines: list[str]) -> list[_Entry]:
-        """Entries for spooled JSON lines; an unreadable line is logged and counted as dropped."""
+    def _batch_of_items(self, items: list[Published]) -> list[_Entry]:
         entries = []
-        for line in lines:
-            try:
-                event: dict[str, Any] = json.loads(line)
-                key = stream_key(self._config.stream_key, event["installation_id"], event["source"])
-                entry = _Entry(
-                    key,
-                    str(event["source"]),
-                    str(event.get("run_id", "")),  # spooled before events carried one
-                    int(event["seq"]),
-                    line,
-                    str(event["type"]),
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                self._spool_dropped.inc()
-                logger.warning("%s: skipped an unreadable spooled event (%s)", self.name, exc)
-                continue
-            entries.append(entry)
+        for item in items:
+            event = item.event
+            key = stream_key(self._config.stream_key, event.installation_id, event.source)
+            entries.append(
+                _Entry(key, event.source, event.run_id, event.seq, item.json, event.type)
+            )
         return entries
 
-    def _report_still_down(self, exc: BaseException) -> None:
-        since = self._down_since or time.monotonic()
-        logger.warning(
-            "%s: Redis still unreachable after %.0f s (%s); %d event(s) spooled (%s), %d dropped",
-            self.name,
-            time.monotonic() - since,
-            _describe(exc),
-            len(self._spool),
-            human_bytes(self._spool.size_bytes),
-            self._spool.dropped,
+    def _record_of_line(self, event: dict[str, Any], line: str) -> _Entry:
+        return _Entry(
+            stream_key(self._config.stream_key, event["installation_id"], event["source"]),
+            str(event["source"]),
+            str(event.get("run_id", "")),  # spooled before events carried one
+            int(event["seq"]),
+            line,
+            str(event["type"]),
         )
 
-    # -- shutdown ------------------------------------------------------------
+    async def _release(self) -> None:
+        await self._redis.aclose()
 
-    async def _stop_recovery(self) -> None:
-        task, self._recovery = self._recovery, None
-        if task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task})  # unlike awaiting it, never swallows our own cancellation
-
-    async def _drain_before_exit(self) -> None:
-        """One bounded attempt to deliver the spool; on failure it waits for the next start."""
-        try:
-            async with asyncio.timeout(self._config.close_timeout_s):
-                await self._redis.ping()
-                await self._drain()
-        except (*_UNAVAILABLE, TimeoutError) as exc:
-            logger.warning(
-                "%s: shutting down with %d event(s) spooled in %s (%s); they go out at next start",
-                self.name,
-                len(self._spool),
-                self._spool.directory,
-                _describe(exc),
-            )
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason for a log line: the exception's message, or its type."""
-    return str(exc) or type(exc).__name__
+    def _closing_detail(self) -> str:
+        return f", {self._duplicates_skipped} sent again and skipped by Redis"
