@@ -33,15 +33,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from config.errors import ConfigError
 from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
 from sinks.metrics import Metrics
-from sinks.spool import Spool, SpoolLockedError
-from sinks.spooling import SpoolingSink
+from sinks.spool import Spool
+from sinks.spooling import SpoolingSink, SpoolingSinkConfig
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ async def ensure_topics(
         await admin.close()
 
 
-class KafkaSinkConfig(BaseModel):
+class KafkaSinkConfig(SpoolingSinkConfig):
     """Publish every event to Kafka; spool to disk while the brokers are unreachable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -210,45 +210,11 @@ class KafkaSinkConfig(BaseModel):
     send_timeout_s: float = Field(
         10.0, gt=0, le=600, description="A batch not acknowledged this long: brokers are away."
     )
-    spool_dir: Path | None = Field(
-        None, description="Where events wait; default HERITAGE_DATA_DIR/spool/kafka."
-    )
-    spool_max_bytes: int = Field(256 * MIB, ge=64 * 1024, le=1 << 40)
-    spool_segment_bytes: int = Field(4 * MIB, ge=4096, le=1 << 30)
-    reconnect_initial_s: float = Field(0.5, gt=0, le=60)
-    reconnect_max_s: float = Field(30.0, gt=0, le=3600)
-    close_timeout_s: float = Field(
-        3.0, ge=0, le=300, description="Seconds to deliver the spool at shutdown."
-    )
-
-    @model_validator(mode="after")
-    def _consistent_bounds(self) -> KafkaSinkConfig:
-        if self.spool_max_bytes < 2 * self.spool_segment_bytes:
-            raise ValueError("spool_max_bytes must be at least twice spool_segment_bytes")
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError("reconnect_max_s must not be less than reconnect_initial_s")
-        return self
 
     def build(self, settings: Settings, metrics: Metrics) -> Sink:
         """The sink this entry describes, its spool opened (:class:`ConfigError` if it cannot)."""
         client = KafkaClient.from_settings(settings, self.bootstrap_servers)
-        spool_dir = self.spool_dir or settings.HERITAGE_DATA_DIR / "spool" / "kafka"
-        try:
-            spool = Spool(
-                spool_dir,
-                self.spool_max_bytes,
-                self.spool_segment_bytes,
-                fsync=settings.HERITAGE_SPOOL_FSYNC,
-                fsync_interval_s=settings.HERITAGE_SPOOL_FSYNC_INTERVAL_S,
-            )
-        except SpoolLockedError as exc:
-            raise ConfigError(
-                f"sinks: kafka: {exc}; give each Kafka sink its own spool_dir"
-            ) from None
-        except OSError as exc:
-            raise ConfigError(
-                f"sinks: kafka: spool_dir {spool_dir}: cannot use it ({exc.strerror})"
-            ) from None
+        spool = self.open_spool(settings, "kafka", "Kafka")
         topic = events_topic(self.topic_prefix or settings.KAFKA_TOPIC_PREFIX)
         return KafkaSink(self, client, topic, spool, metrics)
 

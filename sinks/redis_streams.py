@@ -38,12 +38,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from string import Formatter
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -54,8 +53,8 @@ from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
 from sinks.metrics import Metrics
-from sinks.spool import FsyncPolicy, Spool, SpoolLockedError
-from sinks.spooling import SpoolingSink
+from sinks.spool import Spool
+from sinks.spooling import SpoolingSink, SpoolingSinkConfig
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +118,7 @@ def stream_key(template: str, installation_id: str, source: str) -> str:
     return template.format(installation_id=installation_id, source=source)
 
 
-class RedisStreamsSinkConfig(BaseModel):
+class RedisStreamsSinkConfig(SpoolingSinkConfig):
     """Publish every event to a Redis stream; spool to disk while Redis is unreachable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -147,63 +146,12 @@ class RedisStreamsSinkConfig(BaseModel):
     batch_size: int = Field(
         200, title="Batch size", ge=1, le=10_000, description="Most events per XADD pipeline."
     )
-    spool_dir: Path | None = Field(
-        None,
-        title="Spool directory",
-        description="Where events wait while Redis is down; default HERITAGE_DATA_DIR/spool/redis.",
-    )
-    spool_max_bytes: int = Field(
-        256 * MIB,
-        title="Spool bound",
-        ge=64 * 1024,
-        le=1 << 40,
-        description="Bytes of disk the spool may use; the oldest events are dropped beyond.",
-    )
-    spool_segment_bytes: int = Field(
-        4 * MIB,
-        title="Spool segment size",
-        ge=4096,
-        le=1 << 30,
-        description="Bytes per spool file; the spool drops a whole segment at a time when full.",
-    )
-    spool_fsync: FsyncPolicy | None = Field(
-        None,
-        title="Spool fsync",
-        description="always, interval or never (what a power cut may lose); "
-        "default HERITAGE_SPOOL_FSYNC.",
-    )
-    spool_fsync_interval_s: float | None = Field(
-        None,
-        title="Spool fsync interval",
-        gt=0,
-        le=60,
-        description="With interval: seconds between fsyncs; "
-        "default HERITAGE_SPOOL_FSYNC_INTERVAL_S.",
-    )
-    reconnect_initial_s: float = Field(
-        0.1, title="First retry", gt=0, le=60, description="Seconds before the first reconnect."
-    )
-    reconnect_max_s: float = Field(
-        1.0,
-        title="Longest retry",
-        gt=0,
-        le=3600,
-        description="Cap of the reconnect backoff, s: delivery resumes at most this long "
-        "after Redis is back.",
-    )
     socket_timeout_s: float = Field(
         5.0,
         title="Socket timeout",
         gt=0,
         le=300,
         description="Seconds to connect or wait for a reply before Redis counts as unreachable.",
-    )
-    close_timeout_s: float = Field(
-        3.0,
-        title="Drain on close",
-        ge=0,
-        le=300,
-        description="Seconds to deliver the spool at shutdown; the rest waits for the next start.",
     )
 
     @field_validator("url")
@@ -226,14 +174,6 @@ class RedisStreamsSinkConfig(BaseModel):
             )
         return value
 
-    @model_validator(mode="after")
-    def _consistent_bounds(self) -> RedisStreamsSinkConfig:
-        if self.spool_max_bytes < 2 * self.spool_segment_bytes:
-            raise ValueError("spool_max_bytes must be at least twice spool_segment_bytes")
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError("reconnect_max_s must not be less than reconnect_initial_s")
-        return self
-
     def build(self, settings: Settings, metrics: Metrics) -> Sink:
         """The sink this entry describes, its spool opened (:class:`ConfigError` if it cannot)."""
         url = self.url or redis_url_from_settings(settings)
@@ -242,24 +182,7 @@ class RedisStreamsSinkConfig(BaseModel):
                 "sinks: redis_streams: no Redis to deliver to: set REDIS_HOST (and REDIS_PORT) "
                 "or the sink's url"
             )
-        spool_dir = self.spool_dir or settings.HERITAGE_DATA_DIR / "spool" / "redis"
-        try:
-            spool = Spool(
-                spool_dir,
-                self.spool_max_bytes,
-                self.spool_segment_bytes,
-                fsync=self.spool_fsync or settings.HERITAGE_SPOOL_FSYNC,
-                fsync_interval_s=self.spool_fsync_interval_s
-                or settings.HERITAGE_SPOOL_FSYNC_INTERVAL_S,
-            )
-        except SpoolLockedError as exc:
-            raise ConfigError(
-                f"sinks: redis_streams: {exc}; give each Redis sink its own spool_dir"
-            ) from None
-        except OSError as exc:
-            raise ConfigError(
-                f"sinks: redis_streams: spool_dir {spool_dir}: cannot use it ({exc.strerror})"
-            ) from None
+        spool = self.open_spool(settings, "redis_streams", "Redis")
         return RedisStreamsSink(self, url, spool, metrics)
 
 

@@ -22,20 +22,112 @@ import json
 import logging
 import time
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client import Gauge
+from pydantic import BaseModel, Field, model_validator
 from redis.backoff import EqualJitterBackoff
 
+from config.errors import ConfigError
+from config.settings import Settings
 from sinks.base import Sink
 from sinks.bus import Published
 from sinks.metrics import Metrics
-from sinks.spool import Spool, human_bytes
+from sinks.spool import FsyncPolicy, Spool, SpoolLockedError, human_bytes
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")  # one record of the transport's batches
 STILL_DOWN_LOG_S = 60.0
+MIB = 1 << 20
+
+
+class SpoolingSinkConfig(BaseModel):
+    """The spool and reconnection settings every spooling sink's config entry has."""
+
+    spool_dir: Path | None = Field(
+        None,
+        title="Spool directory",
+        description="Where events wait while the service is away; "
+        "default HERITAGE_DATA_DIR/spool/<sink type>.",
+    )
+    spool_max_bytes: int = Field(
+        256 * MIB,
+        title="Spool bound",
+        ge=64 * 1024,
+        le=1 << 40,
+        description="Bytes of disk the spool may use; the oldest events are dropped beyond.",
+    )
+    spool_segment_bytes: int = Field(
+        4 * MIB,
+        title="Spool segment size",
+        ge=4096,
+        le=1 << 30,
+        description="Bytes per spool file; the spool drops a whole segment at a time when full.",
+    )
+    spool_fsync: FsyncPolicy | None = Field(
+        None,
+        title="Spool fsync",
+        description="always, interval or never (what a power cut may lose); "
+        "default HERITAGE_SPOOL_FSYNC.",
+    )
+    spool_fsync_interval_s: float | None = Field(
+        None,
+        title="Spool fsync interval",
+        gt=0,
+        le=60,
+        description="With interval: seconds between fsyncs; "
+        "default HERITAGE_SPOOL_FSYNC_INTERVAL_S.",
+    )
+    reconnect_initial_s: float = Field(
+        0.1, title="First retry", gt=0, le=60, description="Seconds before the first reconnect."
+    )
+    reconnect_max_s: float = Field(
+        1.0,
+        title="Longest retry",
+        gt=0,
+        le=3600,
+        description="Cap of the reconnect backoff, s: delivery resumes at most this long "
+        "after the service is back.",
+    )
+    close_timeout_s: float = Field(
+        3.0,
+        title="Drain on close",
+        ge=0,
+        le=300,
+        description="Seconds to deliver the spool at shutdown; the rest waits for the next start.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent_bounds(self) -> SpoolingSinkConfig:
+        if self.spool_max_bytes < 2 * self.spool_segment_bytes:
+            raise ValueError("spool_max_bytes must be at least twice spool_segment_bytes")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError("reconnect_max_s must not be less than reconnect_initial_s")
+        return self
+
+    def open_spool(self, settings: Settings, kind: str, service: str) -> Spool:
+        """The spool of a ``kind`` sink (default under HERITAGE_DATA_DIR/spool/<service>),
+        or :class:`ConfigError` saying why it cannot be used."""
+        spool_dir = self.spool_dir or settings.HERITAGE_DATA_DIR / "spool" / service.lower()
+        try:
+            return Spool(
+                spool_dir,
+                self.spool_max_bytes,
+                self.spool_segment_bytes,
+                fsync=self.spool_fsync or settings.HERITAGE_SPOOL_FSYNC,
+                fsync_interval_s=self.spool_fsync_interval_s
+                or settings.HERITAGE_SPOOL_FSYNC_INTERVAL_S,
+            )
+        except SpoolLockedError as exc:
+            raise ConfigError(
+                f"sinks: {kind}: {exc}; give each {service} sink its own spool_dir"
+            ) from None
+        except OSError as exc:
+            raise ConfigError(
+                f"sinks: {kind}: spool_dir {spool_dir}: cannot use it ({exc.strerror})"
+            ) from None
 
 
 class SpoolingSink(Sink, Generic[T]):
