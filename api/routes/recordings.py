@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from api.deps import AUTH_ERRORS, AnyCaller, ServiceDep, client_address, errors, require
 from api.enrolment import enrol
-from api.routes.tasks import DUBLIN_CORE_FIELDS, _task, completed_document
+from api.routes.tasks import DUBLIN_CORE_FIELDS, CuratorDublinCore, _task, completed_document
 from api.security import Principal
 from sinks.store import AuditEntry, MaxxiFeedback, Result, Task, search
 from sinks.store.corrections import CORRECTION, task_corrections
@@ -109,24 +109,8 @@ async def find_recordings(
     )
 
 
-class DublinCoreEdit(BaseModel):
+class DublinCoreEdit(CuratorDublinCore):
     """Curator elements to set; an empty string removes the curator's value."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    title: str | None = Field(None, max_length=1000)
-    creator: str | None = Field(None, max_length=1000)
-    subject: str | None = Field(None, max_length=1000)
-    description: str | None = Field(None, max_length=4000)
-    publisher: str | None = Field(None, max_length=1000)
-    contributor: str | None = Field(None, max_length=1000)
-    date: str | None = Field(None, max_length=100)
-    type: str | None = Field(None, max_length=100)
-    source: str | None = Field(None, max_length=1000)
-    language: str | None = Field(None, max_length=100)
-    relation: str | None = Field(None, max_length=1000)
-    coverage: str | None = Field(None, max_length=1000)
-    rights: str | None = Field(None, max_length=1000)
 
 
 class DublinCoreOut(BaseModel):
@@ -175,7 +159,7 @@ async def edit_dublin_core(
         task = await session.get(Task, str(task_id))
         if task is None:
             raise HTTPException(404, f"no task {task_id}")
-        if body.date:
+        if body.date:  # checked here, after the 404: the schema cannot say what a date is
             try:
                 search.date_range(body.date)
             except ValueError as exc:

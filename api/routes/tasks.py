@@ -27,18 +27,12 @@ Status = Literal["queued", "running", "completed", "failed"]
 PriorityName = Literal["low", "normal", "high", "urgent"]
 
 
-class ProcessForm(BaseModel):
-    """The form fields beside ``audio_file``."""
+class CuratorDublinCore(BaseModel):
+    """The Dublin Core elements a person gives (``format`` and ``identifier`` are the
+    machine's, except at upload); ``date`` should be W3CDTF, as the search reads it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    processing_type: ProcessingType = "comprehensive"
-    priority: PriorityName | Annotated[int, Field(ge=1, le=4)] = Field(
-        "normal",
-        description="low, normal, high or urgent; or the brief's integers 1 (urgent, the "
-        "highest) 2 (high) 3 (normal) 4 (low).",
-    )
-    n_speakers: int | None = Field(None, ge=1, le=32)
     title: str | None = Field(None, max_length=1000)
     creator: str | None = Field(None, max_length=1000)
     subject: str | None = Field(None, max_length=1000)
@@ -47,20 +41,25 @@ class ProcessForm(BaseModel):
     contributor: str | None = Field(None, max_length=1000)
     date: str | None = Field(None, max_length=100)
     type: str | None = Field(None, max_length=100)
-    format: str | None = Field(None, max_length=100)
-    identifier: str | None = Field(None, max_length=1000)
     source: str | None = Field(None, max_length=1000)
     language: str | None = Field(None, max_length=100)
     relation: str | None = Field(None, max_length=1000)
     coverage: str | None = Field(None, max_length=1000)
     rights: str | None = Field(None, max_length=1000)
 
-    @property
-    def priority_name(self) -> PriorityName:
-        """The priority as a name, whichever way it was given."""
-        if isinstance(self.priority, int):
-            return BRIEF_PRIORITIES[self.priority]  # type: ignore[return-value]
-        return self.priority
+
+class ProcessForm(CuratorDublinCore):
+    """The form fields beside ``audio_file``."""
+
+    processing_type: ProcessingType = "comprehensive"
+    priority: PriorityName | Annotated[int, Field(ge=1, le=4)] = Field(
+        "normal",
+        description="low, normal, high or urgent; or the brief's integers 1 (urgent, the "
+        "highest) 2 (high) 3 (normal) 4 (low).",
+    )
+    n_speakers: int | None = Field(None, ge=1, le=32)
+    format: str | None = Field(None, max_length=100)
+    identifier: str | None = Field(None, max_length=1000)
 
     @field_validator("date")
     @classmethod
@@ -68,6 +67,13 @@ class ProcessForm(BaseModel):
         if value:
             date_range(value)  # its ValueError says what a date looks like
         return value
+
+    @property
+    def priority_name(self) -> PriorityName:
+        """The priority as a name, whichever way it was given."""
+        if isinstance(self.priority, int):
+            return BRIEF_PRIORITIES[self.priority]  # type: ignore[return-value]
+        return self.priority
 
 
 def _form_schema() -> dict[str, Any]:
