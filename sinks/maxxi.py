@@ -226,29 +226,20 @@ class MAXXIConnector:
         if not url:
             return None
         task_id = _validated_task_id(task_id)
-        body = json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
-        secret = self._secret()
+        body = self.callback_body(payload)
+        self._secret()  # no key to sign with: say so before any attempt
         delivery = str(uuid.uuid4())
         with httpx.Client(timeout=self.timeout_s) as client:
             for attempt in self._retrying():
                 with attempt:
-                    headers = {
-                        "Content-Type": "application/json",
-                        SIGNATURE_HEADER: sign(body, secret, int(self._clock())),
-                        DELIVERY_HEADER: delivery,
-                        TASK_HEADER: task_id,
-                    }
+                    headers = self._headers(body, task_id, delivery)
                     try:
                         response = client.post(url, content=body, headers=headers)
                     except httpx.TransportError as exc:
                         raise CallbackError(f"MAXXI callback unreachable: {exc}") from exc
-                    if not 200 <= response.status_code < 300:  # a redirect is not a delivery
-                        raise CallbackError(
-                            f"MAXXI callback for task {task_id} answered {response.status_code}",
-                            response.status_code,
-                        )
-                    logger.info("MAXXI notified of task %s (%d)", task_id, response.status_code)
-                    return response.status_code
+                    status = _delivered(response, task_id)
+                    logger.info("MAXXI notified of task %s (%d)", task_id, status)
+                    return status
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def callback_body(self, payload: dict[str, Any]) -> bytes:
@@ -268,22 +259,31 @@ class MAXXIConnector:
             raise CallbackError("MAXXI_CALLBACK_URL is not set")
         task_id = _validated_task_id(task_id)
         body = self.callback_body(payload)
-        headers = {
+        headers = self._headers(body, task_id, delivery)
+        try:
+            response = await client.post(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise CallbackError(f"MAXXI callback unreachable: {exc}") from exc
+        return _delivered(response, task_id)
+
+    def _headers(self, body: bytes, task_id: str, delivery: str) -> dict[str, str]:
+        """A callback's headers, signed now (each attempt carries a fresh timestamp)."""
+        return {
             "Content-Type": "application/json",
             SIGNATURE_HEADER: sign(body, self._secret(), int(self._clock())),
             DELIVERY_HEADER: delivery,
             TASK_HEADER: task_id,
         }
-        try:
-            response = await client.post(url, content=body, headers=headers)
-        except httpx.TransportError as exc:
-            raise CallbackError(f"MAXXI callback unreachable: {exc}") from exc
-        if not 200 <= response.status_code < 300:  # a redirect is not a delivery
-            raise CallbackError(
-                f"MAXXI callback for task {task_id} answered {response.status_code}",
-                response.status_code,
-            )
-        return response.status_code
+
+
+def _delivered(response: httpx.Response, task_id: str) -> int:
+    """The 2xx status of a callback's answer; :class:`CallbackError` for anything else."""
+    if not 200 <= response.status_code < 300:  # a redirect is not a delivery
+        raise CallbackError(
+            f"MAXXI callback for task {task_id} answered {response.status_code}",
+            response.status_code,
+        )
+    return response.status_code
 
 
 def _log_retry(state: RetryCallState) -> None:
