@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -18,7 +19,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import jobs
-from api.completion import completion_hook
+from api.completion import SWEEP_S as OUTBOX_SWEEP_S
+from api.completion import completion_hook, enqueue_missing
 from api.guard import PasswordPool, attempt_counter
 from api.identity import IdentityCache
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
@@ -113,6 +115,7 @@ class Service:
         self._upkeep: asyncio.Task[None] | None = None
         self._outbox: asyncio.Task[None] | None = None
         self._seen_until: datetime = utcnow()
+        self._outbox_swept = time.monotonic()
 
     async def start(self, *, migrate: bool) -> None:
         """Bring the schema up (``migrate``) or check it, then re-queue what was left behind."""
@@ -133,6 +136,7 @@ class Service:
         self._upkeep = asyncio.create_task(self._upkeep_loop(), name="job-upkeep")
         from sinks.maxxi_outbox import OutboxDispatcher  # httpx and lxml, only for the API
 
+        await enqueue_missing(self.settings, self.db)
         self._outbox = asyncio.create_task(
             OutboxDispatcher(self.db, self.settings).run(), name="maxxi-outbox"
         )
@@ -263,6 +267,9 @@ class Service:
             logger.info("database back: %d queued job(s) sent to the queue again", len(queued))
             for task_id, priority in queued:
                 await self.submit(task_id, priority)
+        if time.monotonic() - self._outbox_swept >= OUTBOX_SWEEP_S:
+            await enqueue_missing(self.settings, self.db)
+            self._outbox_swept = time.monotonic()
         for task_id, priority in await jobs.requeue_stale(self.db):
             self.metrics.requeued.inc()
             await self.submit(task_id, priority)
