@@ -21,7 +21,15 @@ redis-frozen (SIGSTOP for --freeze-s, 30 by default), daemon-killed (SIGKILL whi
 its spool holds --spool-s of events, then Redis and a new daemon start), spool-disk-full
 (the spool on a 256 KiB tmpfs while Redis is down; needs root to mount), capture-device
 (a PulseAudio null sink captured through its monitor, unloaded for --device-gone-s and
-loaded again; recovery is until the source reports "recovered").
+loaded again; recovery is until the source reports "recovered"), soak (nothing broken
+for --soak-minutes, 30 by default: the daemon's RSS, sampled every 10 s after a minute's
+warm-up, and the latency of events read from Redis as a consumer would, per fifth of the
+run and as a trend; run it niced in the background).
+
+The service's cases (bench/faults_service.py: the API, its database, workers and
+uploads disk) print in the same table, with the HTTP status codes seen: postgres-stopped,
+postgres-hung (--pg-down-s), worker-killed, api-killed, uploads-disk-full
+(--uploads-full-s).
 
 Usage: python bench/faults.py [--cases redis-killed,redis-frozen,...] [--redis-down-s 60]
 """
