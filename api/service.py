@@ -112,6 +112,7 @@ class Service:
         self.database_ok = False
         self._unsent: dict[str, int] = {}
         self._requeue_after_outage = False
+        self._undiscarded: set[str] = set()  # refused uploads the database's absence kept
         self._upkeep: asyncio.Task[None] | None = None
         self._outbox: asyncio.Task[None] | None = None
         self._seen_until: datetime = utcnow()
@@ -171,12 +172,16 @@ class Service:
 
     async def discard_unreferenced(self, sha256: str) -> None:
         """Remove a stored upload whose task was not recorded, unless a task names it;
-        with the database down it stays, for the start-up sweep."""
+        with the database down it stays, and upkeep tries again once it is back."""
         try:
             if not await is_referenced(self.db, sha256):
                 self.blobs.remove(sha256)
         except DB_ERRORS as exc:
-            logger.warning("upload %s kept for the start-up sweep: %s", sha256[:12], exc)
+            self._undiscarded.add(sha256)
+            self._requeue_after_outage = True
+            logger.warning("upload %s kept until the database is back: %s", sha256[:12], exc)
+        else:
+            self._undiscarded.discard(sha256)
 
     async def submit_file(
         self,
@@ -267,6 +272,8 @@ class Service:
             logger.info("database back: %d queued job(s) sent to the queue again", len(queued))
             for task_id, priority in queued:
                 await self.submit(task_id, priority)
+            for sha256 in list(self._undiscarded):
+                await self.discard_unreferenced(sha256)
         if time.monotonic() - self._outbox_swept >= OUTBOX_SWEEP_S:
             await enqueue_missing(self.settings, self.db)
             self._outbox_swept = time.monotonic()
