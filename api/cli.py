@@ -169,8 +169,10 @@ async def serve(
     import uvicorn
 
     from api.app import create_app, uvicorn_config
+    from config.private import restrict_umask
     from stream.runtime import Runtime
 
+    restrict_umask()  # the database, the signing key, spools and uploads: this user's alone
     runtime = Runtime(config, settings)
     app = create_app(
         settings, runtime, migrate=migrate, relay_pattern=relay_pattern,

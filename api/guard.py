@@ -8,6 +8,10 @@ check, however many arrive at once: the counter, not a count of past failures,
 decides. A window starts with the first attempt taken and lasts
 ``LOGIN_LOCKOUT_SECONDS``.
 
+Where Redis is configured (``REDIS_HOST``) the counters are Redis keys instead, taken
+with ``INCR`` in one script (the window is the key's expiry), so a login flood costs
+no database writes; if Redis does not answer, the database's counter takes over.
+
 Argon2 runs in a thread pool of ``PASSWORD_HASH_THREADS``, never on the event loop;
 at most ``PASSWORD_HASH_QUEUE`` checks wait for it, and the next is refused with 429
 at once (a login flood costs CPU, not the latency of every other request).
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import logging
 import math
 import os
 import threading
@@ -24,17 +30,22 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from sqlalchemy import case, literal, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from api.security import hash_password, verify_password
+from config.settings import Settings
 from sinks.store import Database, LoginAttempt
 from sinks.store.models import utcnow
 
 T = TypeVar("T")
 HASH_NICE = 10
+logger = logging.getLogger(__name__)
+REDIS_CONNECTIONS = 8
 
 
 class HashPoolFull(Exception):  # noqa: N818 - reads as a state
@@ -127,3 +138,96 @@ async def give_back(db: Database, key: str) -> None:
             .where(LoginAttempt.key == key, LoginAttempt.count > 0)
             .values(count=LoginAttempt.count - 1)
         )
+
+
+class AttemptCounter(Protocol):
+    """Where login attempts are counted: the database, or Redis where configured."""
+
+    async def take(self, key: str, limit: int, window_s: int) -> Taken: ...
+
+    async def give_back(self, key: str) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class DatabaseAttempts:
+    """Counters in the ``login_attempts`` table (:func:`take_attempt`)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def take(self, key: str, limit: int, window_s: int) -> Taken:
+        return await take_attempt(self.db, key, limit, window_s)
+
+    async def give_back(self, key: str) -> None:
+        await give_back(self.db, key)
+
+    async def close(self) -> None:
+        return None
+
+
+_TAKE = """
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return {n, ttl}
+"""
+_GIVE_BACK = """
+if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then
+    return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
+
+class RedisAttempts:
+    """Counters as Redis keys: ``INCR`` and the window's expiry in one script call.
+
+    Keys are named after a hash of the signing key, so API processes of one deployment
+    share them and two deployments on one Redis do not. Any Redis error falls back to
+    the database's counter for that call (both are atomic; during the switch an attacker
+    gains at most one window's limit).
+    """
+
+    def __init__(self, settings: Settings, signing_key: str, fallback: DatabaseAttempts) -> None:
+        # A login flood waits for one of a few connections rather than opening one each.
+        pool = aioredis.BlockingConnectionPool(
+            host=settings.REDIS_HOST or "127.0.0.1", port=settings.REDIS_PORT,
+            socket_timeout=2, socket_connect_timeout=2, max_connections=REDIS_CONNECTIONS,
+            timeout=2,
+        )  # fmt: skip
+        self.client = aioredis.Redis(connection_pool=pool)
+        deployment = hashlib.sha256(signing_key.encode()).hexdigest()[:16]
+        self.prefix = f"heritage:login:{deployment}:"
+        self.fallback = fallback
+        self._take = self.client.register_script(_TAKE)
+        self._give_back = self.client.register_script(_GIVE_BACK)
+
+    async def take(self, key: str, limit: int, window_s: int) -> Taken:
+        try:
+            count, ttl = await self._take(keys=[self.prefix + key], args=[window_s])
+        except RedisError as exc:
+            logger.warning("login attempts: Redis unavailable (%s); counting in the database", exc)
+            return await self.fallback.take(key, limit, window_s)
+        return Taken(True, 0) if int(count) <= limit else Taken(False, max(1, int(ttl)))
+
+    async def give_back(self, key: str) -> None:
+        try:
+            await self._give_back(keys=[self.prefix + key])
+        except RedisError as exc:
+            logger.warning("login attempts: Redis unavailable (%s); giving back in the database",
+                           exc)  # fmt: skip
+            await self.fallback.give_back(key)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.client.connection_pool.disconnect()
+
+
+def attempt_counter(settings: Settings, db: Database, signing_key: str) -> AttemptCounter:
+    """Redis counters where Redis is configured, else the database's."""
+    database = DatabaseAttempts(db)
+    return RedisAttempts(settings, signing_key, database) if settings.redis_enabled else database

@@ -23,6 +23,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from config.private import make_private
 from config.settings import Settings
 
 ALGORITHM = "HS256"
@@ -72,6 +73,7 @@ def signing_key(settings: Settings) -> str:
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         _write_private(path, secrets.token_urlsafe(48))
+    make_private(path)  # one an earlier version (or an operator's copy) left readable
     return path.read_text(encoding="ascii").strip()
 
 

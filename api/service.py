@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -18,8 +19,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from api import jobs
-from api.completion import completion_hook
-from api.guard import PasswordPool
+from api.completion import SWEEP_S as OUTBOX_SWEEP_S
+from api.completion import completion_hook, enqueue_missing
+from api.guard import PasswordPool, attempt_counter
 from api.identity import IdentityCache
 from api.queue import CeleryQueue, InProcessQueue, JobQueue
 from api.security import signing_key
@@ -99,6 +101,7 @@ class Service:
         self.signing_key = signing_key(settings)
         self.identities = IdentityCache(self.db, settings.IDENTITY_CACHE_SECONDS)
         self.passwords = PasswordPool(settings.PASSWORD_HASH_THREADS, settings.PASSWORD_HASH_QUEUE)
+        self.attempts = attempt_counter(settings, self.db, self.signing_key)
         self.metrics = ServiceMetrics(registry)
         self.on_complete = completion_hook(settings, self.db)
         self.queue: JobQueue = (
@@ -108,9 +111,12 @@ class Service:
         )
         self.database_ok = False
         self._unsent: dict[str, int] = {}
+        self._requeue_after_outage = False
+        self._undiscarded: set[str] = set()  # refused uploads the database's absence kept
         self._upkeep: asyncio.Task[None] | None = None
         self._outbox: asyncio.Task[None] | None = None
         self._seen_until: datetime = utcnow()
+        self._outbox_swept = time.monotonic()
 
     async def start(self, *, migrate: bool) -> None:
         """Bring the schema up (``migrate``) or check it, then re-queue what was left behind."""
@@ -131,6 +137,7 @@ class Service:
         self._upkeep = asyncio.create_task(self._upkeep_loop(), name="job-upkeep")
         from sinks.maxxi_outbox import OutboxDispatcher  # httpx and lxml, only for the API
 
+        await enqueue_missing(self.settings, self.db)
         self._outbox = asyncio.create_task(
             OutboxDispatcher(self.db, self.settings).run(), name="maxxi-outbox"
         )
@@ -157,6 +164,7 @@ class Service:
                     await task
         await self.queue.stop()
         self.passwords.close()
+        await self.attempts.close()
         await self.db.close()
 
     def storage_full_seen(self) -> None:
@@ -164,12 +172,16 @@ class Service:
 
     async def discard_unreferenced(self, sha256: str) -> None:
         """Remove a stored upload whose task was not recorded, unless a task names it;
-        with the database down it stays, for the start-up sweep."""
+        with the database down it stays, and upkeep tries again once it is back."""
         try:
             if not await is_referenced(self.db, sha256):
                 self.blobs.remove(sha256)
         except DB_ERRORS as exc:
-            logger.warning("upload %s kept for the start-up sweep: %s", sha256[:12], exc)
+            self._undiscarded.add(sha256)
+            self._requeue_after_outage = True
+            logger.warning("upload %s kept until the database is back: %s", sha256[:12], exc)
+        else:
+            self._undiscarded.discard(sha256)
 
     async def submit_file(
         self,
@@ -215,8 +227,17 @@ class Service:
         return submit
 
     async def run_job(self, task_id: str) -> None:
-        """Executor body of the in-process queue."""
-        await jobs.execute(self.db, self.settings, task_id, on_complete=self.on_complete)
+        """Executor body of the in-process queue.
+
+        A job the database's absence stopped (not claimed, or its result not stored)
+        is dropped by the queue; upkeep puts every queued job back once the database
+        answers again, and the lease of a claimed one runs out (``requeue_stale``).
+        """
+        try:
+            await jobs.execute(self.db, self.settings, task_id, on_complete=self.on_complete)
+        except DB_ERRORS:
+            self._requeue_after_outage = True
+            raise
 
     async def submit(self, task_id: str, priority: int) -> None:
         """Hand a durable job to the queue; if that fails, upkeep retries it."""
@@ -235,6 +256,7 @@ class Service:
                 await self.upkeep()
             except DB_ERRORS as exc:
                 self.database_ok = False
+                self._requeue_after_outage = True
                 self.metrics.database_up.set(0)
                 logger.warning("job upkeep: database unavailable (%s)", exc)
             except Exception:
@@ -242,6 +264,19 @@ class Service:
 
     async def upkeep(self) -> None:
         """Re-queue abandoned jobs, retry unsent ones, refresh the job metrics."""
+        if self._requeue_after_outage:
+            # An executor or worker may have dropped a job it could not claim while the
+            # database was away; a second delivery of a live job is a no-op (the claim).
+            queued = await jobs.queued(self.db)
+            self._requeue_after_outage = False
+            logger.info("database back: %d queued job(s) sent to the queue again", len(queued))
+            for task_id, priority in queued:
+                await self.submit(task_id, priority)
+            for sha256 in list(self._undiscarded):
+                await self.discard_unreferenced(sha256)
+        if time.monotonic() - self._outbox_swept >= OUTBOX_SWEEP_S:
+            await enqueue_missing(self.settings, self.db)
+            self._outbox_swept = time.monotonic()
         for task_id, priority in await jobs.requeue_stale(self.db):
             self.metrics.requeued.inc()
             await self.submit(task_id, priority)

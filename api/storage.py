@@ -1,9 +1,11 @@
 """The uploads' disk: free space for ``/health``, a full disk remembered, orphans swept.
 
 An upload refused on any path leaves nothing behind (api/uploads.py); what a crash
-or a kill leaves (a half-received ``.incoming-*`` file, a stored file whose task row
-was never committed) is removed at start-up once older than ``ORPHAN_AGE_S``, so an
-upload another process is receiving right now is never touched.
+or a kill leaves is removed at start-up. A half-received ``.incoming-*`` file goes at
+once if no process holds its lock (its receiver died: see ``BlobStore.abandoned``),
+so an API killed mid-upload leaves nothing after its restart; a stored file whose
+task row was never committed goes once older than ``ORPHAN_AGE_S``, so an upload
+another process is recording right now is never touched.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ logger = logging.getLogger(__name__)
 MIN_FREE_BYTES = 32 * 2**20
 FULL_REMEMBERED_S = 60.0
 ORPHAN_AGE_S = 600.0
+UNLOCKED_GRACE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +69,14 @@ class UploadStorage:
     def sweep(self, referenced: set[str], min_age_s: float = ORPHAN_AGE_S) -> tuple[int, int]:
         """Remove half-received files and stored files no task names, older than
         ``min_age_s``: (temporary files, stored files) removed."""
-        cutoff = time.time() - min_age_s
+        now = time.time()
+        cutoff = now - min_age_s
         temps = stored = 0
         for path in self.blobs.incoming_files():
-            if _older(path, cutoff):
+            # A second of grace: BlobStore.add_file links a file in and then locks it.
+            if _older(path, cutoff) or (
+                _changed_before(path, now - UNLOCKED_GRACE_S) and self.blobs.abandoned(path)
+            ):
                 path.unlink(missing_ok=True)
                 temps += 1
         for sha256, path in self.blobs.stored():
@@ -77,6 +84,13 @@ class UploadStorage:
                 path.unlink(missing_ok=True)
                 stored += 1
         return temps, stored
+
+
+def _changed_before(path: Path, cutoff: float) -> bool:
+    try:
+        return path.stat().st_ctime < cutoff
+    except FileNotFoundError:
+        return False
 
 
 def _older(path: Path, cutoff: float) -> bool:

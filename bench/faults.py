@@ -21,7 +21,15 @@ redis-frozen (SIGSTOP for --freeze-s, 30 by default), daemon-killed (SIGKILL whi
 its spool holds --spool-s of events, then Redis and a new daemon start), spool-disk-full
 (the spool on a 256 KiB tmpfs while Redis is down; needs root to mount), capture-device
 (a PulseAudio null sink captured through its monitor, unloaded for --device-gone-s and
-loaded again; recovery is until the source reports "recovered").
+loaded again; recovery is until the source reports "recovered"), soak (nothing broken
+for --soak-minutes, 30 by default: the daemon's RSS, sampled every 10 s after a minute's
+warm-up, and the latency of events read from Redis as a consumer would, per fifth of the
+run and as a trend; run it niced in the background).
+
+The service's cases (bench/faults_service.py: the API, its database, workers and
+uploads disk) print in the same table, with the HTTP status codes seen: postgres-stopped,
+postgres-hung (--pg-down-s), worker-killed, api-killed, uploads-disk-full
+(--uploads-full-s).
 
 Usage: python bench/faults.py [--cases redis-killed,redis-frozen,...] [--redis-down-s 60]
 """
@@ -37,9 +45,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -217,14 +227,17 @@ class Outcome:
     recovery_s: float | None = None
     spool_dropped: float = 0.0
     notes: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+    """HTTP status codes seen, and how often (the service's cases)."""
 
     def line(self) -> str:
         recovery = "-" if self.recovery_s is None else f"{self.recovery_s:.2f} s"
         reconnect = "-" if self.reconnect_s is None else f"{self.reconnect_s:.2f} s"
+        statuses = ", ".join(f"{code}: {n}" for code, n in self.statuses.items())
         return (
             f"| {self.case} | {self.fault_s:g} s | {self.produced} | {self.delivered} | "
             f"{self.lost} | {self.duplicated} | {reconnect} | {recovery} | "
-            f"{self.spool_dropped:g} | "
+            f"{self.spool_dropped:g} | {statuses or '-'} | "
             f"{'; '.join(self.notes)} |"
         )
 
@@ -446,6 +459,134 @@ def spool_disk_full(work: Path, down_s: float) -> Outcome:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+def _rss_bytes(pid: int) -> int:
+    """Resident set size of ``pid`` (VmRSS in /proc), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class _LatencyReader(threading.Thread):
+    """Reads the stream as a consumer would and keeps (receipt time, latency) per event.
+
+    Latency is receipt minus the wall-clock time of the event's end (``wall_time`` is
+    its start on the sample clock; a level event is published once its window ends).
+    """
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.samples: list[tuple[float, float]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        last = "$"
+        with redis.Redis(port=self.port, decode_responses=True) as client:
+            while not self.stopping.is_set():
+                reply = client.xread({KEY: last}, count=1000, block=500)
+                for _, entries in reply or []:  # type: ignore[union-attr]
+                    now = time.time()
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        event = json.loads(fields["event"]) if "event" in fields else fields
+                        self.samples.append((now, now - _event_end(event)))
+
+
+def _event_end(event: dict[str, object]) -> float:
+    start = datetime.fromisoformat(str(event["wall_time"])).timestamp()
+    return start + float(str(event["t_end"])) - float(str(event["t_start"]))
+
+
+def _slope_per_30_min(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of ``(seconds, value)`` points, scaled to 30 minutes."""
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((t - mean_t) ** 2 for t, _ in points)
+    if var == 0:
+        return 0.0
+    return sum((t - mean_t) * (v - mean_v) for t, v in points) / var * 1800
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def soak(work: Path, minutes: float, warmup_s: float = 60.0) -> Outcome:
+    """The daemon with 4 demo channels for ``minutes``: RSS growth and event latency trend.
+
+    RSS is sampled every 10 s; growth is from the end of ``warmup_s`` (imports, model
+    loading and the first buffers filled) to the end, and as a fitted slope.
+    """
+    outcome = Outcome(f"soak, {SOURCES} channels, nothing broken", minutes * 60)
+    load_before = os.getloadavg()
+    with _setup(work) as (server, daemon):
+        reader = _LatencyReader(server.port)
+        daemon.start()
+        reader.start()
+        if daemon.proc is None:
+            raise RuntimeError("the daemon did not start")
+        started = time.monotonic()
+        rss: list[tuple[float, float]] = []
+        while (elapsed := time.monotonic() - started) < minutes * 60:
+            if elapsed >= warmup_s:
+                rss.append((elapsed, _rss_bytes(daemon.proc.pid) / 2**20))
+            time.sleep(10)
+        rss.append((time.monotonic() - started, _rss_bytes(daemon.proc.pid) / 2**20))
+        daemon.stop()
+        time.sleep(1)
+        reader.stopping.set()
+        reader.join(5)
+        _tally(outcome, daemon, server)
+    outcome.notes.append(
+        f"RSS {rss[0][1]:.1f} MB at {warmup_s:g} s, {rss[-1][1]:.1f} MB at the end: "
+        f"growth {rss[-1][1] - rss[0][1]:+.1f} MB, fitted {_slope_per_30_min(rss):+.2f} MB/30 min, "
+        f"max {max(v for _, v in rss):.1f} MB"
+    )
+    outcome.notes.append(_latency_trend(reader.samples))
+    load_after = os.getloadavg()
+    outcome.notes.append(
+        f"load average {load_before[0]:.1f} before, {load_after[2]:.1f} over the last 15 min"
+    )
+    return outcome
+
+
+def _latency_trend(samples: list[tuple[float, float]]) -> str:
+    """Latency p50/p95 per fifth of the run, and the fitted trend of the per-minute p50."""
+    if not samples:
+        return "no events read from Redis"
+    first = samples[0][0]
+    span = samples[-1][0] - first or 1.0
+    fifths: list[list[float]] = [[] for _ in range(5)]
+    minutes: dict[int, list[float]] = {}
+    for t, latency in samples:
+        fifths[min(4, int((t - first) / span * 5))].append(latency)
+        minutes.setdefault(int((t - first) // 60), []).append(latency)
+    parts = ", ".join(
+        f"{_percentile(f, 0.5) * 1000:.0f}/{_percentile(f, 0.95) * 1000:.0f}" for f in fifths if f
+    )
+    p50s = [(m * 60.0, _percentile(v, 0.5) * 1000) for m, v in sorted(minutes.items())]
+    return (
+        f"latency p50/p95 ms by fifth of the run: {parts}; per-minute p50 trend "
+        f"{_slope_per_30_min(p50s):+.1f} ms/30 min"
+    )
+
+
+def _service_cases(args: argparse.Namespace) -> dict[str, Callable[[Path], Outcome]]:
+    """The API's cases (bench/faults_service.py), named like the others."""
+    from bench import faults_service as fs
+
+    return {
+        "postgres-stopped": lambda w: fs.postgres_stopped(w, args.pg_down_s),
+        "postgres-hung": lambda w: fs.postgres_hung(w, args.pg_down_s),
+        "worker-killed": fs.worker_killed,
+        "api-killed": fs.api_killed,
+        "uploads-disk-full": lambda w: fs.uploads_disk_full(w, args.uploads_full_s),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
@@ -457,6 +598,9 @@ def main() -> None:
     parser.add_argument("--spool-s", type=float, default=30.0)
     parser.add_argument("--disk-full-s", type=float, default=60.0)
     parser.add_argument("--device-gone-s", type=float, default=10.0)
+    parser.add_argument("--soak-minutes", type=float, default=30.0)
+    parser.add_argument("--pg-down-s", type=float, default=20.0)
+    parser.add_argument("--uploads-full-s", type=float, default=10.0)
     args = parser.parse_args()
     cases: dict[str, Callable[[Path], Outcome]] = {
         "redis-killed": lambda w: redis_killed(w, args.redis_down_s),
@@ -464,12 +608,14 @@ def main() -> None:
         "daemon-killed": lambda w: daemon_killed(w, args.spool_s),
         "spool-disk-full": lambda w: spool_disk_full(w, args.disk_full_s),
         "capture-device": lambda w: capture_device(w, args.device_gone_s),
+        "soak": lambda w: soak(w, args.soak_minutes),
+        **_service_cases(args),
     }
     print(f"# {time.strftime('%Y-%m-%d')} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; {SOURCES} demo sources, level detector")  # fmt: skip
     print("| case | fault | produced | delivered | lost | duplicated | reconnect | recovery | "
-          "spool drops | notes |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "spool drops | status codes | notes |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name in args.cases.split(","):
         with tempfile.TemporaryDirectory(prefix=f"faults-{name}-") as work:
             print(cases[name](Path(work)).line(), flush=True)

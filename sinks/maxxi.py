@@ -40,6 +40,9 @@ DELIVERY_HEADER = "X-Heritage-Delivery"
 TASK_HEADER = "X-Heritage-Task-Id"
 SIGNATURE_TOLERANCE_S = 300
 ARCHIVE_FILE_MODE = 0o644
+ARCHIVE_DIR_MODE = 0o755
+"""The archive is read by MAXXI's own tools: modes set explicitly, whatever the umask
+(the API runs with a private one, config/private.py)."""
 MEDIA_TYPES = {"json": "application/json", "xml": "application/xml"}
 ExportFormat = Literal["json", "xml"]
 
@@ -178,7 +181,10 @@ class MAXXIConnector:
         """
         body, _ = self.serialize(data)
         target = self.archive_path(data)
+        created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
         target.parent.mkdir(parents=True, exist_ok=True)
+        for directory in created:
+            directory.chmod(ARCHIVE_DIR_MODE)
         fd, temp_name = tempfile.mkstemp(
             dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp"
         )

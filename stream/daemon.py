@@ -12,6 +12,7 @@ import logging
 import signal
 
 from config.pipeline import PipelineConfig
+from config.private import restrict_umask
 from config.settings import Settings
 from stream.runtime import Runtime
 from stream.systemd import Watchdog, describe, notify, watchdog_interval
@@ -24,6 +25,7 @@ DRAIN_S = 10.0
 
 async def run_daemon(settings: Settings, config: PipelineConfig) -> int:
     """Run the capture pipeline until its sources end or a signal arrives; the exit code."""
+    restrict_umask()  # spool segments, seq counters, recordings: this user's alone
     runtime = Runtime(config, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from config.pipeline import PipelineConfig
+from config.private import make_private
 from config.settings import Settings
 from sinks.base import pump
 from sinks.bus import EventBus
@@ -42,6 +43,12 @@ def analyse_recording(path: Path) -> None:
     path.with_suffix(".json").write_text(json.dumps(document, indent=2), encoding="utf-8")
 
 
+def _spool_dirs(config: PipelineConfig, settings: Settings) -> list[Path]:
+    """The default spool directory and any a sink names (``spool_dir``)."""
+    named = [getattr(sink, "spool_dir", None) for sink in config.sinks]
+    return [settings.HERITAGE_DATA_DIR / "spool", *(Path(d) for d in named if d)]
+
+
 class Runtime:
     """Sources, detectors, bus and sinks of one process."""
 
@@ -66,6 +73,8 @@ class Runtime:
         self.run_id = str(uuid.uuid4())
         """Stamped on every event of this process: ``(source, run_id, seq)`` is unique."""
         seq_dir = settings.HERITAGE_DATA_DIR / "seq"
+        for private in (seq_dir, *_spool_dirs(config, settings)):
+            make_private(private)  # what an earlier version left readable to others
         self.runners = [
             SourceRunner(
                 source, config, self.emit, self.metrics, self.recording,

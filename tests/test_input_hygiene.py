@@ -176,19 +176,29 @@ def test_orphans_are_swept_at_start_up(tmp_path: Path) -> None:
     (root / "ab").mkdir(parents=True)
     orphan = root / "ab" / orphan_sha
     old_temp = root / ".incoming-crashed"
-    fresh_temp = root / ".incoming-in-flight"  # another process may be receiving it now
-    for path in (orphan, old_temp, fresh_temp):
+    fresh_temp = root / ".incoming-in-flight"  # another process is receiving it now
+    killed_temp = root / ".incoming-killed"  # its receiver was just killed: nobody holds it
+    for path in (orphan, old_temp, fresh_temp, killed_temp):
         path.write_bytes(b"left behind")
     an_hour_ago = time.time() - 3600
     for path in (orphan, old_temp):
         os.utime(path, (an_hour_ago, an_hour_ago))
-    with api(settings) as client:
-        kept = _post(client, _wav(0.5), "kept.wav")
-        assert kept.status_code == 202
-    with api(settings, users=False):
-        pass  # a second start sweeps again: the referenced upload must survive it
+    receiver = subprocess.Popen(  # holds the lock a receiving API holds (BlobStore.incoming)
+        ["flock", "--exclusive", str(fresh_temp), "sleep", "600"]
+    )
+    try:
+        time.sleep(1.5)  # past the sweep's grace for files just written
+        with api(settings) as client:
+            kept = _post(client, _wav(0.5), "kept.wav")
+            assert kept.status_code == 202
+        with api(settings, users=False):
+            pass  # a second start sweeps again: the referenced upload must survive it
+    finally:
+        receiver.kill()
+        receiver.wait()
     assert not orphan.exists()
     assert not old_temp.exists()
+    assert not killed_temp.exists()
     assert fresh_temp.exists()
     assert len([p for p in root.rglob("*") if p.is_file() and len(p.name) == 64]) == 1
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import select
 
-from sinks.store import AuditEntry, Database
+from sinks.store import AuditEntry, Database, LoginAttempt
 from tests.service import PASSWORD, Client, api, postgres_database, settings_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -22,8 +24,11 @@ LIMIT = 5
 
 @contextlib.contextmanager
 def _server(store: str, tmp_path: Path, **extra: Any) -> Iterator[Client]:
+    """The API on SQLite, PostgreSQL, or SQLite with the counters in Redis ("redis")."""
     with contextlib.ExitStack() as stack:
         name = stack.enter_context(postgres_database()) if store == "postgresql" else None
+        if store == "redis":
+            store, extra = "sqlite", {"REDIS_HOST": "127.0.0.1", **extra}
         settings = settings_for(store, tmp_path, name, **{"LOGIN_MAX_ATTEMPTS": LIMIT, **extra})
         yield stack.enter_context(api(settings))
 
@@ -58,7 +63,7 @@ def _audited(client: Client, action: str, actor: str | None = None) -> list[Audi
     return asyncio.run(read())
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("store", ["sqlite", "postgresql", "redis"])
 def test_concurrent_wrong_passwords_are_checked_at_most_limit_times(
     store: str, tmp_path: Path
 ) -> None:
@@ -72,7 +77,7 @@ def test_concurrent_wrong_passwords_are_checked_at_most_limit_times(
         assert len(_audited(client, "login.locked", "operator")) == codes.count(429)
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("store", ["sqlite", "postgresql", "redis"])
 def test_the_right_password_among_150_concurrent_guesses_does_not_log_in(
     store: str, tmp_path: Path
 ) -> None:
@@ -84,6 +89,41 @@ def test_the_right_password_among_150_concurrent_guesses_does_not_log_in(
         checked = _audited(client, "login", "operator")
         assert len(checked) <= LIMIT
         assert not any(entry.ok for entry in checked)
+
+
+def test_with_redis_configured_the_counters_are_redis_keys_not_rows(tmp_path: Path) -> None:
+    with _server("redis", tmp_path) as client:
+        codes = asyncio.run(_logins(client, [f"wrong-{i}" for i in range(40)]))
+        assert codes.count(401) == LIMIT, codes
+        keys = redis.Redis().keys(f"heritage:login:{_deployment(client)}:*")
+        counts = {k.decode().rsplit(":", 2)[-2]: int(redis.Redis().get(k) or 0) for k in keys}
+        assert counts["account"] == 40  # every attempt counted, LIMIT of them checked
+        assert 0 < redis.Redis().ttl(keys[0]) <= client.settings.LOGIN_LOCKOUT_SECONDS
+        assert _attempt_rows(client) == 0
+        # A second deployment on the same Redis (another signing key) counts on its own.
+        other = settings_for("sqlite", tmp_path / "other", REDIS_HOST="127.0.0.1",
+                             LOGIN_MAX_ATTEMPTS=LIMIT)  # fmt: skip
+        with api(other) as second:
+            body = {"username": "operator", "password": PASSWORD}
+            assert second.http.post("/api/v1/auth/login", json=body).status_code == 200
+
+
+def _deployment(client: Client) -> str:
+    key = client.settings.SECRET_KEY
+    assert key is not None
+    return hashlib.sha256(key.get_secret_value().encode()).hexdigest()[:16]
+
+
+def _attempt_rows(client: Client) -> int:
+    async def count() -> int:
+        db = Database(client.settings, pooled=False)
+        try:
+            async with db.session() as session:
+                return len(list(await session.scalars(select(LoginAttempt))))
+        finally:
+            await db.close()
+
+    return asyncio.run(count())
 
 
 def test_a_right_password_gives_its_attempt_back(tmp_path: Path) -> None:

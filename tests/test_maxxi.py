@@ -145,6 +145,19 @@ def test_store_writes_year_month_task_layout_and_nothing_else(
     assert path.stat().st_mode & 0o777 == 0o644  # readable by the archive's other users
 
 
+def test_the_archive_stays_readable_under_the_services_private_umask(
+    tmp_path: Path, result: dict[str, Any]
+) -> None:
+    before = os.umask(0o077)  # as config.private.restrict_umask leaves the API
+    try:
+        path = connector(tmp_path).store_in_archive(connector(tmp_path).format_for_maxxi(result))
+    finally:
+        os.umask(before)
+    assert path.stat().st_mode & 0o777 == 0o644
+    for directory in (path.parent, path.parent.parent, tmp_path / "archive"):
+        assert directory.stat().st_mode & 0o777 == 0o755, directory
+
+
 def test_a_failed_write_leaves_no_partial_file_and_keeps_the_previous_export(
     tmp_path: Path, result: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,18 +7,23 @@ is not listening at all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import delete, update
 
 from sinks.maxxi import DELIVERY_HEADER, verify_signature
+from sinks.store import Database, OutboxItem, Task
+from sinks.store.models import utcnow
 from tests.conftest import DATA, free_port
 from tests.service import Client, api, postgres_database, settings_for
 
@@ -181,3 +186,52 @@ def test_a_refusal_is_a_dead_letter_at_once(tmp_path: Path, receiver: Receiver) 
         assert dead["attempts"] == 1
         assert dead["last_status"] == 400
     assert len(receiver.requests) == 1
+
+
+def _crash_before_the_outbox_row(settings: Any, task_id: str, completed_ago_s: float) -> None:
+    """The state a crash between a job's completion and its outbox insert leaves: the
+    task completed ``completed_ago_s`` ago, with its result, and no callback row."""
+
+    async def rewrite() -> None:
+        db = Database(settings, pooled=False)
+        try:
+            async with db.session() as session:
+                await session.execute(delete(OutboxItem).where(OutboxItem.task_id == task_id))
+                await session.execute(
+                    update(Task)
+                    .where(Task.id == task_id)
+                    .values(
+                        maxxi_notified_at=None,
+                        completed_at=utcnow() - timedelta(seconds=completed_ago_s),
+                    )
+                )
+        finally:
+            await db.close()
+
+    asyncio.run(rewrite())
+
+
+def test_a_completed_task_without_its_callback_row_gets_one_at_start_up(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.start()
+    settings = settings_for("sqlite", tmp_path, MAXXI_CALLBACK_URL=receiver.url,
+                            MAXXI_CALLBACK_RETRY_FOR_S=3600, **FAST_RETRY)  # fmt: skip
+    with api(settings) as client:
+        crashed = _complete_a_job(client)
+        too_old = _complete_a_job(client)  # beyond the retry period: would be dead by now
+        too_new = _complete_a_job(client)  # may still be in its completion hook
+        _until(lambda: len(_outbox(client, "delivered")) == 3)
+    _crash_before_the_outbox_row(settings, crashed, completed_ago_s=120)
+    _crash_before_the_outbox_row(settings, too_old, completed_ago_s=7200)
+    _crash_before_the_outbox_row(settings, too_new, completed_ago_s=5)
+    receiver.requests.clear()
+    with api(settings, users=False) as client:
+        [item] = _until(lambda: _outbox(client, "delivered"))
+        assert item["task_id"] == crashed
+        assert _outbox(client, "pending") == _outbox(client, "dead") == []
+    with api(settings, users=False) as client:  # a second start adds nothing twice
+        assert [i["task_id"] for i in _outbox(client, "delivered")] == [crashed]
+    [(headers, body)] = receiver.requests
+    assert verify_signature(body, headers, SECRET)
+    assert json.loads(body)["task_id"] == crashed

@@ -190,6 +190,38 @@ def test_database_outage_gives_503_then_recovers_without_restart(tmp_path: Path)
         cluster.remove()
 
 
+def test_jobs_queued_when_the_database_goes_away_run_once_it_is_back(tmp_path: Path) -> None:
+    """The in-process executor drops a job it cannot claim while the database is away;
+    upkeep must queue it again when the database answers (before: queued until a restart),
+    and remove the file of an upload refused meanwhile (before: until a restart 10
+    minutes later)."""
+    cluster = PrivateCluster(free_port())
+    try:
+        cluster.start()
+        settings = settings_for("postgresql", tmp_path, "postgres", DB_PORT=cluster.port)
+        recording = _long_recording(tmp_path / "long.wav", minutes=1)
+        with api(settings) as client:
+            ids = [
+                client.upload(recording, name=f"take-{i}.wav", processing_type="quick").json()[
+                    "task_id"
+                ]
+                for i in range(4)
+            ]  # one runs, three wait in the executor's queue
+            cluster.stop()
+            refused = client.upload(DATA / "vad_clean.flac", processing_type="quick")
+            assert refused.status_code == 503, refused.text
+            time.sleep(8)  # the running job cannot store its result; the others not start
+            cluster.start()
+            finished = [client.wait(t, timeout=150)["status"] for t in ids]
+            stored = {p.name for p in (tmp_path / "uploads").glob("??/*")}
+    finally:
+        cluster.remove()
+    assert finished == ["completed"] * 4
+    # The refused upload's file, kept while the database could not say whether a task
+    # names it, is gone once it could: only the accepted recording is stored.
+    assert len(stored) == 1, stored
+
+
 def test_jobs_left_running_by_a_crash_are_run_at_start_up(tmp_path: Path) -> None:
     settings = settings_for("sqlite", tmp_path)
     upgrade(settings)

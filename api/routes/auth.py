@@ -3,8 +3,9 @@
 Each attempt is taken from the account's counter, then the address's, before the
 password is checked (:mod:`api.guard`); past ``LOGIN_MAX_ATTEMPTS`` (four times that
 for an address) within ``LOGIN_LOCKOUT_SECONDS`` the answer is 429 without a check,
-even for the right password. The counters live in the database, so every API process
-shares them. Every check, and every refusal, is audited in a transaction of its own.
+even for the right password. The counters live in the database (or Redis, where
+configured), so every API process shares them. Every check, and every refusal, is
+audited in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from api.deps import AnyCaller, ServiceDep, audit, client_address, errors
-from api.guard import HashPoolFull, give_back, take_attempt
+from api.guard import HashPoolFull
 from api.security import MIN_PASSWORD, TokenClaims, issue_token
 from api.service import Service
 from sinks.store import AuditEntry, User
@@ -49,11 +50,12 @@ async def _checked(service: Service, username: str, password: str, address: str)
     settings = service.settings
     limit, window = settings.LOGIN_MAX_ATTEMPTS, settings.LOGIN_LOCKOUT_SECONDS
     account, source = f"account:{username}", f"address:{address}"
-    taken = await take_attempt(service.db, account, limit, window)
+    attempts = service.attempts
+    taken = await attempts.take(account, limit, window)
     if taken.allowed:
-        by_address = await take_attempt(service.db, source, limit * ADDRESS_FACTOR, window)
+        by_address = await attempts.take(source, limit * ADDRESS_FACTOR, window)
         if not by_address.allowed:
-            await give_back(service.db, account)
+            await attempts.give_back(account)
             taken = by_address
     if not taken.allowed:
         await audit(service, AuditEntry(action="login.locked", actor=username, address=address,
@@ -65,7 +67,7 @@ async def _checked(service: Service, username: str, password: str, address: str)
         valid = await service.passwords.verify(password, user.password_hash if user else None)
     except HashPoolFull as exc:
         for key in (account, source):  # nothing was checked: the attempt is not a failure
-            await give_back(service.db, key)
+            await attempts.give_back(key)
         await audit(service, AuditEntry(action="login.busy", actor=username, address=address,
                                         ok=False))  # fmt: skip
         raise _too_many(BUSY_RETRY_S, str(exc)) from None
@@ -74,7 +76,7 @@ async def _checked(service: Service, username: str, password: str, address: str)
     if not ok:
         return None
     for key in (account, source):
-        await give_back(service.db, key)
+        await attempts.give_back(key)
     return user
 
 

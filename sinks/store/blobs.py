@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -28,10 +29,31 @@ class BlobStore:
         return self.root / sha256[:2] / sha256
 
     def incoming(self) -> tuple[BinaryIO, Path]:
-        """A new temporary file (mode 0600) on the same file system, for an upload."""
+        """A new temporary file (mode 0600) on the same file system, for an upload.
+
+        The file is ``flock``-ed while its handle is open: a process that dies while
+        receiving drops the lock with it, so the sweep can tell an abandoned file from
+        one another process is still writing (see :meth:`abandoned`).
+        """
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".incoming-", dir=self.root)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return os.fdopen(fd, "w+b"), Path(name)
+
+    @staticmethod
+    def abandoned(temp: Path) -> bool:
+        """Whether no process holds ``temp`` open as an upload being received."""
+        try:
+            fd = os.open(temp, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)  # drops the lock if it was taken
+        return True
 
     def commit(self, handle: BinaryIO, temp: Path, sha256: str) -> Path:
         """Make the received file durable under its hash (or drop it if already stored)."""
@@ -65,6 +87,7 @@ class BlobStore:
         except OSError:  # another file system
             shutil.copyfile(source, temp)
         with temp.open("rb+") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             return self.commit(handle, temp, sha256)
 
     @staticmethod
