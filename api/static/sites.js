@@ -70,7 +70,7 @@ function siteRow(site) {
   cell(row, "site-speech", figures ? fixed(figures.speech_minutes, 1) : "—");
   cell(row, "site-speakers", figures ? String(figures.distinct_speakers) : "—");
   const category = cell(row, "site-category", "");
-  category.className = "category";
+  category.className = "site-cat";
   if (figures?.dominant_category) {
     const [label, color] = CATEGORIES.get(figures.dominant_category) ?? [figures.dominant_category, "#9aa7b6"];
     const dot = document.createElement("i");
