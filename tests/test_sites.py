@@ -196,6 +196,17 @@ def _comparable(room: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def served_figures(client: Client) -> dict[str, dict[str, Any]]:
+    """Every room figure the API serves, keyed as test_aggregate's reference."""
+    body = client.http.get("/api/v1/sites?limit=200", headers=client.auth("viewer")).json()
+    return {
+        key: _comparable(room)
+        for site in {s["site"] for s in body["items"]}
+        for kind in ("1m", "15m", "1h")
+        for key, room in _served(client, site, kind).items()
+    }
+
+
 def test_the_api_serves_the_aggregates_topic_as_the_plain_computation_has_it(
     store: tuple[str, str | None], tmp_path: Path, kafka_broker: Broker
 ) -> None:
@@ -218,15 +229,7 @@ def test_the_api_serves_the_aggregates_topic_as_the_plain_computation_has_it(
         }
         # Wait for the tail: every upsert stored (the last ones are the newest windows).
         deadline = time.monotonic() + 60
-        while True:
-            served = {
-                key: _comparable(room)
-                for site in {s["site"] for s in body["items"]}
-                for kind in ("1m", "15m", "1h")
-                for key, room in _served(client, site, kind).items()
-            }
-            if served == expected or time.monotonic() > deadline:
-                break
+        while (served := served_figures(client)) != expected and time.monotonic() < deadline:
             time.sleep(0.5)
         assert served == expected
         body = client.http.get("/api/v1/sites", headers=client.auth("viewer")).json()
