@@ -217,7 +217,10 @@ def test_the_api_serves_the_aggregates_topic_as_the_plain_computation_has_it(
     upserts = recorded_upserts(events)
     # An old upsert read again after the newest (a consumer re-read, a replica handover).
     stale = random.Random(15).sample(upserts[: len(upserts) // 2], 200)
-    asyncio.run(_produce(kafka_broker.bootstrap, aggregates_topic(prefix), upserts + stale))
+    # A record that is no aggregate is skipped (logged and counted), nothing else.
+    bad = [(b"maxxi/gallery-5/1m@0", b"not json"), (b"x", json.dumps({"site": "x"}).encode())]
+    records = upserts[:100] + bad + upserts[100:] + stale
+    asyncio.run(_produce(kafka_broker.bootstrap, aggregates_topic(prefix), records))
     settings = settings_for(store[0], tmp_path, store[1],
                             KAFKA_BOOTSTRAP_SERVERS=kafka_broker.bootstrap,
                             KAFKA_TOPIC_PREFIX=prefix)  # fmt: skip
