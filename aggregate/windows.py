@@ -155,7 +155,11 @@ def count(state: dict[str, Any], event: dict[str, Any], run_id: str, offset: int
     changed = []
     for spec, start in windows_of(t):
         key = window_key(spec, start)
-        add_event(state["windows"].setdefault(key, new_figures()), event)
+        figures = state["windows"].setdefault(key, new_figures())
+        add_event(figures, event)
+        # The newest event time the window counted: "last seen" of a site (.get: states
+        # written before this field was kept have none).
+        figures["last_t"] = max(figures.get("last_t") or t, t)
         changed.append(key)
     runs: dict[str, int] = state["runs"]
     if run_id not in runs:  # a new run becomes the current one
@@ -188,10 +192,15 @@ def output_record(site: str, room: str, key: str, figures: dict[str, Any]) -> di
         "site": site,
         "room": room,
         "window": spec.name,
-        "start": datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z"),
-        "end": datetime.fromtimestamp(start + spec.size_s, UTC).isoformat().replace("+00:00", "Z"),
+        "start": _iso(start),
+        "end": _iso(start + spec.size_s),
+        "last_event": _iso(figures["last_t"]) if figures.get("last_t") is not None else None,
         **summary(figures, spec.size_s),
     }
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
 def combine_rooms(rows: list[dict[str, Any]]) -> dict[str, Any]:

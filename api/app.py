@@ -35,14 +35,17 @@ from api.routes import (
     maxxi,
     playback,
     recordings,
+    sites,
     tasks,
 )
 from api.service import DB_ERRORS, Service
 from api.uploads import storage_full
 from config.settings import Settings
 from config.version import VERSION
+from sinks.kafka import KafkaClient
 from sinks.redis_streams import redis_url_from_settings
 from sinks.relay import RedisRelay
+from sinks.site_aggregates import AggregatesFollower
 from stream.runtime import Runtime
 
 STATIC_DIR = Path(str(resources.files("api") / "static"))
@@ -84,13 +87,19 @@ def create_app(
             runtime.recording.analyse = service.recording_hook(asyncio.get_running_loop())
         await runtime.start()
         relaying = asyncio.create_task(relay.run(), name="redis-relay") if relay else None
+        following = (
+            asyncio.create_task(follower_of(settings, service).run(), name="site-aggregates")
+            if settings.kafka_enabled
+            else None
+        )
         try:
             yield
         finally:
-            if relaying is not None:
-                relaying.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await relaying
+            for task in (relaying, following):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await runtime.stop()
             await service.stop()
 
@@ -112,6 +121,7 @@ def create_app(
         tasks.router,
         corrections.router,
         recordings.router,
+        sites.router,
         playback.router,
         admin.router,
         maxxi.router,
@@ -174,6 +184,13 @@ def create_app(
     # Last, so every route above wins: "/" is the dashboard, its files sit beside it.
     app.router.routes.append(_ReadOnlyMount("/", StaticFiles(directory=STATIC_DIR, html=True)))
     return app
+
+
+def follower_of(settings: Settings, service: Service) -> AggregatesFollower:
+    """The follower of the Kafka aggregates topic that fills ``/api/v1/sites``."""
+    return AggregatesFollower(
+        KafkaClient.from_settings(settings), settings.KAFKA_TOPIC_PREFIX, service.db
+    )
 
 
 def _add_middleware(app: FastAPI, settings: Settings, service: Service) -> None:

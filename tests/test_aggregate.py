@@ -240,7 +240,7 @@ def _wait_for(app: AggregateApp, broker: Broker, expected: dict[str, Any]) -> di
 
 
 def test_aggregates_equal_a_plain_computation_and_bad_records_go_to_dead_letter(
-    app: AggregateApp, kafka_broker: Broker
+    app: AggregateApp, kafka_broker: Broker, tmp_path: Path
 ) -> None:
     events = _with_upstream_loss(_log())  # a gap nothing can refill: counted as lost
     expected = reference(events)
@@ -262,9 +262,27 @@ def test_aggregates_equal_a_plain_computation_and_bad_records_go_to_dead_letter(
     assert reasons["bad-1"] == "no wall_time"
     assert reasons["bad-2"].startswith("level: ValueError")
     assert app.signal(signal.SIGTERM) == 0
+    _the_api_serves(app, kafka_broker, expected, tmp_path)
     assert "3 malformed" in app.logs()
     assert "3 event(s) lost upstream" in app.logs()
     assert "1 lost upstream" in app.logs()
+
+
+def _the_api_serves(
+    app: AggregateApp, broker: Broker, expected: dict[str, Any], tmp_path: Path
+) -> None:
+    """End to end: the app's aggregates topic, followed by the API into its database,
+    served by /api/v1/sites/{site}/aggregates as the plain computation has it."""
+    from tests.service import api, settings_for
+    from tests.test_sites import served_figures
+
+    settings = settings_for("sqlite", tmp_path / "api", KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap,
+                            KAFKA_TOPIC_PREFIX=app.env["KAFKA_TOPIC_PREFIX"])  # fmt: skip
+    with api(settings) as client:
+        deadline = time.monotonic() + 60
+        while (served := served_figures(client)) != expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+    assert served == expected
 
 
 def test_sigkill_and_restart_give_the_tables_of_a_run_without_the_kill(

@@ -7,11 +7,13 @@ helm and kubectl (with kustomize) come from tools/install-tools.sh (`make test` 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -54,9 +56,30 @@ def helm_template(*values: str, release: str = "heritage-audio") -> list[dict[st
     return _objects(_run(_tool("helm"), "template", release, str(CHART), *sets))
 
 
+KEDA_SCHEMA = ROOT / "tests" / "data" / "keda-scaledobject.schema.json"
+
+
+def _validate_keda(obj: dict[str, Any]) -> None:
+    """A KEDA ScaledObject (a CRD, unknown to kubernetes-validate): our schema of it, and
+    its HPA behavior checked by kubernetes-validate inside the HPA that KEDA will make."""
+    jsonschema.validate(obj, json.loads(KEDA_SCHEMA.read_text()))
+    behavior = obj["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {})
+    hpa = {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": obj["metadata"]["name"]},
+        "spec": {"scaleTargetRef": obj["spec"]["scaleTargetRef"], "maxReplicas": 1,
+                 **({"behavior": behavior["behavior"]} if "behavior" in behavior else {})},
+    }  # fmt: skip
+    for version in VERSIONS:
+        kubernetes_validate.validate(hpa, version, strict=True)
+
+
 def _validate_all(objects: list[dict[str, Any]]) -> None:
     assert objects
     for obj in objects:
+        if obj["apiVersion"].startswith("keda.sh/"):
+            _validate_keda(obj)
+            continue
         for version in VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)
 
@@ -83,6 +106,7 @@ def test_every_kustomize_object_validates_strictly(overlay: str) -> None:
          "redis.host=", "kafka.bootstrapServers=", "persistence.storageClass=cephfs"),
         ("ingress.tls[0].secretName=tls", "ingress.tls[0].hosts[0]=heritage-audio.example.org",
          "image.tag=0.1.0", "api.replicas=4", "worker.autoscaling.maxReplicas=30"),
+        ("worker.autoscaling.queueScaler.enabled=true", "worker.autoscaling.maxReplicas=30"),
     ],
 )  # fmt: skip
 def test_every_helm_object_validates_strictly(values: tuple[str, ...]) -> None:
@@ -187,3 +211,83 @@ def test_helm_refuses_values_outside_its_schema() -> None:
     )  # fmt: skip
     assert done.returncode != 0
     assert "environment" in done.stderr
+
+
+def _queue_lists() -> set[str]:
+    """The Redis lists Celery fills for the job priorities the API uses (api/jobs.py)."""
+    from api.broker import QUEUE
+    from api.jobs import PRIORITIES
+
+    return {QUEUE if level == 0 else f"{QUEUE}:{level}" for level in PRIORITIES.values()}
+
+
+def test_the_queue_scaler_replaces_the_cpu_hpa_and_watches_every_priority_list() -> None:
+    keda = kustomize(KUSTOMIZE / "overlays" / "production-keda")
+    assert not _by_kind(keda, "HorizontalPodAutoscaler")
+    scaled = _by_kind(keda, "ScaledObject")["heritage-audio-worker"]
+    assert scaled["metadata"]["namespace"] == "heritage-audio"
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "heritage-audio-worker"
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (2, 20)
+    triggers = scaled["spec"]["triggers"]
+    assert {t["metadata"]["listName"] for t in triggers if t["type"] == "redis"} == _queue_lists()
+    config = _by_kind(keda, "ConfigMap")["heritage-audio-config"]["data"]
+    address = f"{config['REDIS_HOST']}:{config['REDIS_PORT']}"
+    assert {t["metadata"]["address"] for t in triggers if t["type"] == "redis"} == {address}
+    assert [t["type"] for t in triggers].count("cpu") == 1
+    assert _by_kind(keda, "Deployment")["heritage-audio-worker"]
+
+
+def test_the_keda_check_refuses_a_misspelt_scaler_field() -> None:
+    keda = kustomize(KUSTOMIZE / "overlays" / "production-keda")
+    scaled = copy.deepcopy(_by_kind(keda, "ScaledObject")["heritage-audio-worker"])
+    scaled["spec"]["triggers"][0]["metadata"]["listname"] = "typo"
+    with pytest.raises(jsonschema.ValidationError):
+        _validate_keda(scaled)
+    scaled = copy.deepcopy(_by_kind(keda, "ScaledObject")["heritage-audio-worker"])
+    behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    behavior["scaleDown"]["stabilisationWindowSeconds"] = 600
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate_keda(scaled)
+
+
+def test_the_helm_queue_scaler_renders_what_the_kustomize_component_does(tmp_path: Path) -> None:
+    """base + components/keda-queue-scaling == the chart with queueScaler.enabled."""
+    component = KUSTOMIZE / "components" / "keda-queue-scaling"
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{os.path.relpath(KUSTOMIZE / 'base', tmp_path)}]\n"
+        f"components: [{os.path.relpath(component, tmp_path)}]\n"
+    )
+    base = _normalized(kustomize(tmp_path))
+    chart = _normalized(helm_template("worker.autoscaling.queueScaler.enabled=true"))
+    assert sorted(chart) == sorted(base)
+    for key in base:
+        assert chart[key] == base[key], key
+
+
+def test_the_queue_lists_are_the_ones_celery_fills() -> None:
+    """Send to a queue named like the job queue (on the machine's Redis, 6379) and see
+    which Redis lists appear."""
+    import uuid
+
+    import redis
+
+    from api.broker import celery_app
+    from api.jobs import PRIORITIES
+    from config.settings import Settings
+
+    redis_port = 6379
+    app = celery_app(Settings(REDIS_HOST="127.0.0.1", REDIS_PORT=redis_port))
+    queue = f"heritage-analysis-test-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis(port=redis_port)
+    try:
+        for level in PRIORITIES.values():
+            app.send_task("heritage.nothing", args=[], queue=queue, priority=level)
+        lists = {k.decode() for k in client.keys(f"{queue}*")}
+        assert lists == {queue if level == 0 else f"{queue}:{level}"
+                         for level in PRIORITIES.values()}  # fmt: skip
+    finally:
+        for key in client.keys(f"{queue}*"):
+            client.delete(key)
+        client.close()
+        app.close()

@@ -23,6 +23,7 @@ from sinks.store.models import (
     User,
 )
 from sinks.store.search import Recording
+from sinks.store.sites import SiteAggregate
 
 __all__ = [
     "ApiKey",
@@ -37,6 +38,7 @@ __all__ = [
     "Recording",
     "Result",
     "SchemaBehind",
+    "SiteAggregate",
     "Task",
     "User",
     "database_url",
