@@ -132,6 +132,14 @@ class Aggregator:
         # Values are the JSON-able state dicts of aggregate.windows (faust's json codec).
         self.table = self.app.Table(TABLE, partitions=partitions, key_type=str)
         self.app.agent(self.events, name="aggregate-events")(self._agent)
+        self.app.on_partitions_assigned.connect(self._assigned)
+
+    async def _assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Say which partitions of the events topic this worker now reads (after a rebalance)."""
+        assigned = args[0] if args else kwargs.get("assigned", ())
+        topic = self.events.get_topic_name()
+        mine = sorted(tp.partition for tp in assigned if tp.topic == topic)
+        logger.info("aggregate: reading partition(s) %s of %s", mine, topic)
 
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():

@@ -314,7 +314,8 @@ def test_two_workers_share_the_partitions_and_a_rebalance_loses_nothing(
     # The log's three rooms all hash to partitions 1 and 3: a copy of it as a third site
     # whose gallery-5 lands on 2 and auditorium on 0 (murmur2, as every Kafka client).
     log = _log()
-    events = log + [{**e, "installation_id": "site-3"} for e in log]
+    # Interleaved, so that the half sent before one worker leaves reaches every partition.
+    events = [x for e in log for x in (e, {**e, "installation_id": "site-3"})]
     assert {_partition(e) for e in events} == set(range(PARTITIONS))
     expected = reference(events)
     prefix = app.env["KAFKA_TOPIC_PREFIX"]
@@ -324,13 +325,16 @@ def test_two_workers_share_the_partitions_and_a_rebalance_loses_nothing(
     second.start()
     try:
         deadline = time.monotonic() + 120
-        while "Worker ready" not in second.logs() and time.monotonic() < deadline:
+        while not _split_between(app, second) and time.monotonic() < deadline:
             time.sleep(0.2)
         records = _records(events)
         half = len(records) // 2
+        sources = {f"{e['installation_id']}/{e['source']}" for e in events[:half]}
         asyncio.run(_produce(kafka_broker.bootstrap, events_topic(prefix), records[:half]))
+        # Every source of the first half aggregated: both workers counted their share.
         asyncio.run(_latest(kafka_broker.bootstrap, aggregates_topic(prefix),
-                            lambda latest: len(latest) >= 1, 120))  # fmt: skip
+                            lambda latest: sources <= {k.rsplit("/", 1)[0] for k in latest},
+                            120))  # fmt: skip
         # One worker leaves mid-stream: the other takes its partitions and their tables.
         assert second.signal(signal.SIGTERM) == 0
         asyncio.run(_produce(kafka_broker.bootstrap, events_topic(prefix), records[half:]))
@@ -345,6 +349,21 @@ def test_two_workers_share_the_partitions_and_a_rebalance_loses_nothing(
     # Both took part; a rebalance may make one re-read what the other counted, never lose it.
     assert len(counted) == 2
     assert all(counted), counted
+
+
+def _assignment(app: AggregateApp) -> set[int]:
+    """The partitions of the events topic the worker's latest assignment gave it."""
+    said = [line for line in app.logs().splitlines() if "aggregate: reading partition(s)" in line]
+    if not said:
+        return set()
+    listed = said[-1].split("reading partition(s) [", 1)[1].split("]", 1)[0]
+    return {int(n) for n in listed.split(",") if n.strip()}
+
+
+def _split_between(*apps: AggregateApp) -> bool:
+    """Each worker reads some partitions, and together all of them, none twice."""
+    parts = [_assignment(a) for a in apps]
+    return all(parts) and sum(map(len, parts)) == PARTITIONS == len(set().union(*parts))
 
 
 def _partition(event: dict[str, Any]) -> int:
