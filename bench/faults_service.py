@@ -447,7 +447,7 @@ def api_killed(work: Path, upload_mb: float = 40.0) -> Outcome:
         killed = time.monotonic()
         half = len(list(uploads.glob(".incoming-*")))
         sender.join(30)
-        service.start()
+        restart_s = service.start()
         outcome.reconnect_s = uploader.first_after(killed)
         if outcome.reconnect_s is None:
             _wait(lambda: uploader.first_after(killed) is not None, 60, "no upload after restart")
@@ -458,7 +458,9 @@ def api_killed(work: Path, upload_mb: float = 40.0) -> Outcome:
         outcome.produced = len(sent)
         outcome.statuses = _statuses(sent)
         accepted = [t for _, s, t in uploader.sent if t is not None]
-        outcome.notes.append(f"{half} half-received file(s) at the kill")
+        outcome.notes.append(
+            f"{half} half-received file(s) at the kill; the API's restart took {restart_s:.1f} s"
+        )
         _finish(outcome, service, accepted, killed)
         return outcome
     finally:
