@@ -47,7 +47,9 @@ def add_parsers(sub: Any) -> None:
         "api",
         help="serve the HTTP API and the WebSocket hub (no capture)",
         description="The file-analysis API, MAXXI endpoints, health, metrics and WebSocket "
-        "hub. The database schema must be current (`heritage-audio db upgrade`).",
+        "hub. The database schema must be current (`heritage-audio db upgrade`). With "
+        "KAFKA_BOOTSTRAP_SERVERS set, it follows $KAFKA_TOPIC_PREFIX.aggregates (written by "
+        "`heritage-audio aggregate`) into the database and serves it at /api/v1/sites.",
     )
     _add_listen_options(api)
 

@@ -198,12 +198,17 @@ async def site_aggregates(
         Query(
             alias="from",
             max_length=64,
+            json_schema_extra={"format": "date-time"},
             description=f"Windows starting at or after this ISO 8601 time ({TIME_EXAMPLE}).",
         ),
     ] = None,
     to: Annotated[
         str | None,
-        Query(max_length=64, description="Windows starting before this ISO 8601 time."),
+        Query(
+            max_length=64,
+            json_schema_extra={"format": "date-time"},
+            description="Windows starting before this ISO 8601 time.",
+        ),
     ] = None,
     limit: Limit = 20,
     offset: Offset = 0,
