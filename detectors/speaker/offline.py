@@ -79,15 +79,30 @@ def diarize(
     usable = [h for h in histories if len(h.embeddings)]
     if not usable:
         return Diarization([], np.zeros((0, 256), np.float32))
-    embeddings = np.concatenate([h.embeddings for h in usable])
+    ge2e = np.concatenate([h.embeddings for h in usable])
+    campplus = config.file_encoder == "campplus" and all(
+        h.campplus is not None and len(h.campplus) == len(h.embeddings) for h in usable
+    )
+    embeddings = (
+        np.concatenate([h.campplus for h in usable if h.campplus is not None]) if campplus else ge2e
+    )
+    distances = (
+        (config.campplus_recluster_distance, config.campplus_count_distance)
+        if campplus
+        else (config.recluster_distance, config.count_distance)
+    )
     min_windows = config.min_speaker_s / _hop_s(usable[0])
     if n_speakers is None:
         online = np.concatenate([h.online for h in usable])
-        n_speakers = estimate_count(embeddings, online, config, min_windows)
-    labels = cluster_windows(embeddings, config.recluster_distance, min_windows, n_speakers)
+        n_speakers = estimate_count(embeddings, online, config, min_windows, distances)
+    labels = cluster_windows(embeddings, distances[0], min_windows, n_speakers)
     while True:
         centroids = centroids_of(embeddings, labels)
-        segments = [s for h in usable for s in resegment(h, centroids, config.turn_pause_s)]
+        # The overlap model was trained on GE2E scores: it hears them whatever clusters.
+        named = centroids_of(ge2e, labels) if campplus else None
+        segments = [
+            s for h in usable for s in resegment(h, centroids, config.turn_pause_s, 1.0, named)
+        ]
         # A cluster can keep its windows yet win almost no frames: not a person either.
         talk = np.zeros(len(centroids))
         for s in segments:
@@ -99,17 +114,23 @@ def diarize(
         segments = [
             s
             for h in usable
-            for s in resegment(h, centroids, config.turn_pause_s, config.overlap_threshold)
+            for s in resegment(h, centroids, config.turn_pause_s, config.overlap_threshold, named)
         ]
     segments = _union_per_speaker(segments)
     order = _appearance(segments)
     segments = [Segment(s.start, s.end, order[s.speaker], s.channel) for s in segments]
     used = sorted(order, key=order.__getitem__)
-    return Diarization(segments, centroids[used] if used else centroids[:0])
+    # GE2E centroids either way: enrolled voices are GE2E profiles.
+    out = named if named is not None else centroids
+    return Diarization(segments, out[used] if used else out[:0])
 
 
 def estimate_count(
-    embeddings: Matrix, online: Labels, config: SpeakerConfig, min_windows: float
+    embeddings: Matrix,
+    online: Labels,
+    config: SpeakerConfig,
+    min_windows: float,
+    distances: tuple[float, float] | None = None,
 ) -> int:
     """How many people speak: the median vote of three counters, brought within
     ``config.min_speakers`` .. ``config.max_speakers``:
@@ -123,9 +144,11 @@ def estimate_count(
     Each alone fails somewhere: the live count and the loose cut undercount distant,
     reverberant voices, the tight cut overcounts distinct clean ones. The vote counted
     right or within one on 26 of 30 real-voice room-simulated dev conversations and on 12
-    of 12 synthetic ones (docs/BENCHMARKS.md)."""
+    of 12 synthetic ones (docs/BENCHMARKS.md). ``distances``: the two cuts for another
+    embedding space than GE2E's (CAM++)."""
     votes = [online_count(online)]
-    for distance in (config.recluster_distance, config.count_distance):
+    cuts = distances or (config.recluster_distance, config.count_distance)
+    for distance in cuts:
         labels = cluster_windows(embeddings, distance, min_windows, None)
         votes.append(int(labels.max()) + 1 if len(labels) else 1)
     found = sorted(votes)[1]
@@ -200,14 +223,21 @@ def resegment(
     centroids: Matrix,
     pause_s: float,
     overlap_threshold: float = 1.0,
+    ge2e_centroids: Matrix | None = None,
 ) -> list[Segment]:
     """Frame-level speaker turns of one channel (see the module docstring, step 3); with
-    ``overlap_threshold`` below 1, also the second voice of overlapped speech (step 4)."""
-    scores = frame_scores(history, centroids)
+    ``overlap_threshold`` below 1, also the second voice of overlapped speech (step 4).
+
+    With ``ge2e_centroids``, ``centroids`` are CAM++ ones: frames are scored on the
+    history's CAM++ embeddings, and the overlap model hears the GE2E scores it was
+    trained on."""
+    space = history.campplus if ge2e_centroids is not None else None
+    scores = frame_scores(history, centroids, space)
     if scores is None:
         return []
     labels: Labels = np.argmax(scores, axis=1)
-    overlapped = _overlapped(history, scores, overlap_threshold)
+    heard = scores if ge2e_centroids is None else frame_scores(history, ge2e_centroids)
+    overlapped = _overlapped(history, heard, overlap_threshold) if heard is not None else None
     frames, frame_s = history.frame_start, history.frame_s
     segments: list[Segment] = []
     for lo, hi in _runs(_bridge(history.frame_voiced, round(pause_s / frame_s))):
@@ -249,18 +279,22 @@ def _second_voice(scores: Matrix, primary: Labels, overlapped: npt.NDArray[np.bo
     return second
 
 
-def frame_scores(history: SpeakerHistory, centroids: Matrix) -> Matrix | None:
+def frame_scores(
+    history: SpeakerHistory, centroids: Matrix, embeddings: Matrix | None = None
+) -> Matrix | None:
     """How like each speaker every gate frame sounds: the mean cosine similarity of the
     windows covering it to each centroid, each window weighted by the frame's closeness to
     its middle; frames no window covers take the scores of the nearest covered one.
-    None if no window covers any frame."""
+    None if no window covers any frame. ``embeddings``: the windows' embeddings in the
+    centroids' space if not the history's GE2E ones."""
     frames = history.frame_start
     if len(frames) == 0 or len(centroids) == 0:
         return None
     centre = frames + history.frame_s / 2
     scores = np.zeros((len(frames), len(centroids)))
     weight = np.zeros(len(frames))
-    similarity = history.embeddings @ centroids.T  # [windows, speakers]
+    windows = history.embeddings if embeddings is None else embeddings
+    similarity = windows @ centroids.T  # [windows, speakers]
     for start, end, sim in zip(history.window_start, history.window_end, similarity, strict=True):
         lo, hi = np.searchsorted(centre, [start, end])
         half = (end - start) / 2
