@@ -1,4 +1,6 @@
-"""Whole-file diarization with CAM++ embeddings (``file_encoder = "campplus"``).
+"""Whole-file diarization with GE2E and CAM++ embeddings joined.
+
+``file_encoder = "ge2e+campplus"``
 
 On the real-voice room fixtures of tests/data/diarization (see test_speaker_rooms.py);
 no threshold was tuned on them (CAM++'s cuts were chosen on the dev split of
@@ -50,7 +52,9 @@ def histories(name: str, speaker: SpeakerConfig) -> list[SpeakerHistory]:
 
 @pytest.fixture(scope="module")
 def campplus() -> dict[int, list[SpeakerHistory]]:
-    return {n: histories(name, config(file_encoder="campplus")) for n, name in FIXTURES.items()}
+    return {
+        n: histories(name, config(file_encoder="ge2e+campplus")) for n, name in FIXTURES.items()
+    }
 
 
 def der(name: str, segments: list[Turn]) -> float:
@@ -79,7 +83,7 @@ def test_ge2e_files_keep_no_campplus_embeddings() -> None:
 
 def test_count_and_error_with_campplus(campplus: dict[int, list[SpeakerHistory]]) -> None:
     for n, name in FIXTURES.items():
-        result = diarize(campplus[n], config(file_encoder="campplus"))
+        result = diarize(campplus[n], config(file_encoder="ge2e+campplus"))
         found = len(result.centroids)
         value = der(name, result.segments)
         assert abs(found - n) <= 1, (name, found)
@@ -89,7 +93,7 @@ def test_count_and_error_with_campplus(campplus: dict[int, list[SpeakerHistory]]
 def test_centroids_stay_ge2e_for_enrolled_names(campplus: dict[int, list[SpeakerHistory]]) -> None:
     """Voice profiles are GE2E embeddings: the file's speakers are described in GE2E's space
     whichever encoder clustered them."""
-    result = diarize(campplus[3], config(file_encoder="campplus"), n_speakers=3)
+    result = diarize(campplus[3], config(file_encoder="ge2e+campplus"), n_speakers=3)
     assert result.centroids.shape == (3, 256)
     assert np.all(result.centroids >= 0)  # GE2E's components are never negative
 
@@ -98,5 +102,5 @@ def test_the_same_histories_cluster_with_ge2e_when_asked(
     campplus: dict[int, list[SpeakerHistory]],
 ) -> None:
     with_ge2e = diarize(campplus[4], config(), n_speakers=4)
-    with_campplus = diarize(campplus[4], config(file_encoder="campplus"), n_speakers=4)
+    with_campplus = diarize(campplus[4], config(file_encoder="ge2e+campplus"), n_speakers=4)
     assert with_ge2e.segments != with_campplus.segments

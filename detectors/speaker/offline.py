@@ -80,12 +80,11 @@ def diarize(
     if not usable:
         return Diarization([], np.zeros((0, 256), np.float32))
     ge2e = np.concatenate([h.embeddings for h in usable])
-    campplus = config.file_encoder == "campplus" and all(
+    campplus = config.file_encoder == "ge2e+campplus" and all(
         h.campplus is not None and len(h.campplus) == len(h.embeddings) for h in usable
     )
-    embeddings = (
-        np.concatenate([h.campplus for h in usable if h.campplus is not None]) if campplus else ge2e
-    )
+    spaces = [joined(h, config.campplus_weight) if campplus else None for h in usable]
+    embeddings = np.concatenate([s for s in spaces if s is not None]) if campplus else ge2e
     distances = (
         (config.campplus_recluster_distance, config.campplus_count_distance)
         if campplus
@@ -101,7 +100,11 @@ def diarize(
         # The overlap model was trained on GE2E scores: it hears them whatever clusters.
         named = centroids_of(ge2e, labels) if campplus else None
         segments = [
-            s for h in usable for s in resegment(h, centroids, config.turn_pause_s, 1.0, named)
+            s
+            for h, space in zip(usable, spaces, strict=True)
+            for s in resegment(
+                h, centroids, config.turn_pause_s, 1.0, ge2e_centroids=named, space=space
+            )
         ]
         # A cluster can keep its windows yet win almost no frames: not a person either.
         talk = np.zeros(len(centroids))
@@ -113,8 +116,15 @@ def diarize(
     if config.overlap_threshold < 1.0 and len(centroids) > 1:
         segments = [
             s
-            for h in usable
-            for s in resegment(h, centroids, config.turn_pause_s, config.overlap_threshold, named)
+            for h, space in zip(usable, spaces, strict=True)
+            for s in resegment(
+                h,
+                centroids,
+                config.turn_pause_s,
+                config.overlap_threshold,
+                ge2e_centroids=named,
+                space=space,
+            )
         ]
     segments = _union_per_speaker(segments)
     order = _appearance(segments)
@@ -123,6 +133,23 @@ def diarize(
     # GE2E centroids either way: enrolled voices are GE2E profiles.
     out = named if named is not None else centroids
     return Diarization(segments, out[used] if used else out[:0])
+
+
+def joined(history: SpeakerHistory, campplus_weight: float) -> Matrix:
+    """Each window's GE2E and CAM++ embeddings side by side, weighted so that the cosine
+    similarity of two joined embeddings is ``1 - campplus_weight`` times their GE2E one plus
+    ``campplus_weight`` times their CAM++ one (then normalised to unit length again)."""
+    if history.campplus is None:
+        raise ValueError("the history holds no CAM++ embeddings (file_encoder ge2e+campplus)")
+    both = np.concatenate(
+        [
+            history.embeddings * np.sqrt(1.0 - campplus_weight),
+            history.campplus * np.sqrt(campplus_weight),
+        ],
+        axis=1,
+    )
+    result: Matrix = (both / np.linalg.norm(both, axis=1, keepdims=True)).astype(np.float32)
+    return result
 
 
 def estimate_count(
@@ -145,7 +172,7 @@ def estimate_count(
     reverberant voices, the tight cut overcounts distinct clean ones. The vote counted
     right or within one on 26 of 30 real-voice room-simulated dev conversations and on 12
     of 12 synthetic ones (docs/BENCHMARKS.md). ``distances``: the two cuts for another
-    embedding space than GE2E's (CAM++)."""
+    embedding space than GE2E's (:func:`joined`)."""
     votes = [online_count(online)]
     cuts = distances or (config.recluster_distance, config.count_distance)
     for distance in cuts:
@@ -223,15 +250,16 @@ def resegment(
     centroids: Matrix,
     pause_s: float,
     overlap_threshold: float = 1.0,
+    *,
     ge2e_centroids: Matrix | None = None,
+    space: Matrix | None = None,
 ) -> list[Segment]:
     """Frame-level speaker turns of one channel (see the module docstring, step 3); with
     ``overlap_threshold`` below 1, also the second voice of overlapped speech (step 4).
 
-    With ``ge2e_centroids``, ``centroids`` are CAM++ ones: frames are scored on the
-    history's CAM++ embeddings, and the overlap model hears the GE2E scores it was
-    trained on."""
-    space = history.campplus if ge2e_centroids is not None else None
+    With ``space`` (the windows' embeddings in another space than GE2E's, as from
+    :func:`joined`) and ``ge2e_centroids``, ``centroids`` are in that space: frames are
+    scored there, and the overlap model hears the GE2E scores it was trained on."""
     scores = frame_scores(history, centroids, space)
     if scores is None:
         return []
