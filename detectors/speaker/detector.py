@@ -176,12 +176,6 @@ class SpeakerConfig(DetectorConfig):
         lt=2,
         description="Files with ge2e+campplus: recluster_distance for the joined embeddings.",
     )
-    campplus_count_distance: float = Field(
-        0.25,
-        gt=0,
-        lt=2,
-        description="Files with ge2e+campplus: count_distance for the joined embeddings.",
-    )
 
     @model_validator(mode="after")
     def _window_covers_hop(self) -> SpeakerConfig:
