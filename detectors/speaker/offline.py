@@ -79,15 +79,31 @@ def diarize(
     usable = [h for h in histories if len(h.embeddings)]
     if not usable:
         return Diarization([], np.zeros((0, 256), np.float32))
-    embeddings = np.concatenate([h.embeddings for h in usable])
+    ge2e = np.concatenate([h.embeddings for h in usable])
+    campplus = config.file_encoder == "ge2e+campplus" and all(
+        h.campplus is not None and len(h.campplus) == len(h.embeddings) for h in usable
+    )
+    spaces = [joined(h, config.campplus_weight) if campplus else None for h in usable]
+    embeddings = np.concatenate([s for s in spaces if s is not None]) if campplus else ge2e
+    recluster = config.campplus_recluster_distance if campplus else config.recluster_distance
     min_windows = config.min_speaker_s / _hop_s(usable[0])
     if n_speakers is None:
         online = np.concatenate([h.online for h in usable])
-        n_speakers = estimate_count(embeddings, online, config, min_windows)
-    labels = cluster_windows(embeddings, config.recluster_distance, min_windows, n_speakers)
+        # The count is GE2E's vote either way: its cuts were calibrated there, and on the room
+        # dev set it was within one more often than cuts of the joined embeddings (27 vs 26).
+        n_speakers = estimate_count(ge2e, online, config, min_windows)
+    labels = cluster_windows(embeddings, recluster, min_windows, n_speakers)
     while True:
         centroids = centroids_of(embeddings, labels)
-        segments = [s for h in usable for s in resegment(h, centroids, config.turn_pause_s)]
+        # The overlap model was trained on GE2E scores: it hears them whatever clusters.
+        named = centroids_of(ge2e, labels) if campplus else None
+        segments = [
+            s
+            for h, space in zip(usable, spaces, strict=True)
+            for s in resegment(
+                h, centroids, config.turn_pause_s, 1.0, ge2e_centroids=named, space=space
+            )
+        ]
         # A cluster can keep its windows yet win almost no frames: not a person either.
         talk = np.zeros(len(centroids))
         for s in segments:
@@ -98,18 +114,47 @@ def diarize(
     if config.overlap_threshold < 1.0 and len(centroids) > 1:
         segments = [
             s
-            for h in usable
-            for s in resegment(h, centroids, config.turn_pause_s, config.overlap_threshold)
+            for h, space in zip(usable, spaces, strict=True)
+            for s in resegment(
+                h,
+                centroids,
+                config.turn_pause_s,
+                config.overlap_threshold,
+                ge2e_centroids=named,
+                space=space,
+            )
         ]
     segments = _union_per_speaker(segments)
     order = _appearance(segments)
     segments = [Segment(s.start, s.end, order[s.speaker], s.channel) for s in segments]
     used = sorted(order, key=order.__getitem__)
-    return Diarization(segments, centroids[used] if used else centroids[:0])
+    # GE2E centroids either way: enrolled voices are GE2E profiles.
+    out = named if named is not None else centroids
+    return Diarization(segments, out[used] if used else out[:0])
+
+
+def joined(history: SpeakerHistory, campplus_weight: float) -> Matrix:
+    """Each window's GE2E and CAM++ embeddings side by side, weighted so that the cosine
+    similarity of two joined embeddings is ``1 - campplus_weight`` times their GE2E one plus
+    ``campplus_weight`` times their CAM++ one (then normalised to unit length again)."""
+    if history.campplus is None:
+        raise ValueError("the history holds no CAM++ embeddings (file_encoder ge2e+campplus)")
+    both = np.concatenate(
+        [
+            history.embeddings * np.sqrt(1.0 - campplus_weight),
+            history.campplus * np.sqrt(campplus_weight),
+        ],
+        axis=1,
+    )
+    result: Matrix = (both / np.linalg.norm(both, axis=1, keepdims=True)).astype(np.float32)
+    return result
 
 
 def estimate_count(
-    embeddings: Matrix, online: Labels, config: SpeakerConfig, min_windows: float
+    embeddings: Matrix,
+    online: Labels,
+    config: SpeakerConfig,
+    min_windows: float,
 ) -> int:
     """How many people speak: the median vote of three counters, brought within
     ``config.min_speakers`` .. ``config.max_speakers``:
@@ -200,14 +245,22 @@ def resegment(
     centroids: Matrix,
     pause_s: float,
     overlap_threshold: float = 1.0,
+    *,
+    ge2e_centroids: Matrix | None = None,
+    space: Matrix | None = None,
 ) -> list[Segment]:
     """Frame-level speaker turns of one channel (see the module docstring, step 3); with
-    ``overlap_threshold`` below 1, also the second voice of overlapped speech (step 4)."""
-    scores = frame_scores(history, centroids)
+    ``overlap_threshold`` below 1, also the second voice of overlapped speech (step 4).
+
+    With ``space`` (the windows' embeddings in another space than GE2E's, as from
+    :func:`joined`) and ``ge2e_centroids``, ``centroids`` are in that space: frames are
+    scored there, and the overlap model hears the GE2E scores it was trained on."""
+    scores = frame_scores(history, centroids, space)
     if scores is None:
         return []
     labels: Labels = np.argmax(scores, axis=1)
-    overlapped = _overlapped(history, scores, overlap_threshold)
+    heard = scores if ge2e_centroids is None else frame_scores(history, ge2e_centroids)
+    overlapped = _overlapped(history, heard, overlap_threshold) if heard is not None else None
     frames, frame_s = history.frame_start, history.frame_s
     segments: list[Segment] = []
     for lo, hi in _runs(_bridge(history.frame_voiced, round(pause_s / frame_s))):
@@ -249,18 +302,22 @@ def _second_voice(scores: Matrix, primary: Labels, overlapped: npt.NDArray[np.bo
     return second
 
 
-def frame_scores(history: SpeakerHistory, centroids: Matrix) -> Matrix | None:
+def frame_scores(
+    history: SpeakerHistory, centroids: Matrix, embeddings: Matrix | None = None
+) -> Matrix | None:
     """How like each speaker every gate frame sounds: the mean cosine similarity of the
     windows covering it to each centroid, each window weighted by the frame's closeness to
     its middle; frames no window covers take the scores of the nearest covered one.
-    None if no window covers any frame."""
+    None if no window covers any frame. ``embeddings``: the windows' embeddings in the
+    centroids' space if not the history's GE2E ones."""
     frames = history.frame_start
     if len(frames) == 0 or len(centroids) == 0:
         return None
     centre = frames + history.frame_s / 2
     scores = np.zeros((len(frames), len(centroids)))
     weight = np.zeros(len(frames))
-    similarity = history.embeddings @ centroids.T  # [windows, speakers]
+    windows = history.embeddings if embeddings is None else embeddings
+    similarity = windows @ centroids.T  # [windows, speakers]
     for start, end, sim in zip(history.window_start, history.window_end, similarity, strict=True):
         lo, hi = np.searchsorted(centre, [start, end])
         half = (end - start) / 2

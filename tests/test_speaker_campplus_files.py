@@ -1,0 +1,106 @@
+"""Whole-file diarization with GE2E and CAM++ embeddings joined.
+
+``file_encoder = "ge2e+campplus"``
+
+On the real-voice room fixtures of tests/data/diarization (see test_speaker_rooms.py);
+no threshold was tuned on them (CAM++'s cuts were chosen on the dev split of
+tools/make_room_conversations.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+from pyannote.core import Annotation, Segment, Timeline
+from pyannote.database.util import load_rttm
+from pyannote.metrics.diarization import DiarizationErrorRate
+
+from config.pipeline import PipelineConfig
+from detectors import SpeakerConfig
+from detectors.speaker.campplus import CAMPPLUS_SIZE
+from detectors.speaker.detector import SpeakerDetector, SpeakerHistory
+from detectors.speaker.offline import Segment as Turn
+from detectors.speaker.offline import diarize
+from sinks.metrics import Metrics
+from stream.pipeline import SourceRunner
+from stream.sources import FileSource, FileSourceConfig
+from stream.speaker_report import speaker_analysis_config
+from tests.conftest import DATA
+
+ROOMS = DATA / "diarization"
+FIXTURES = {1: "room_1spk", 3: "room_3spk", 4: "room_4spk"}
+
+
+def config(**overrides: Any) -> SpeakerConfig:
+    return SpeakerConfig(profiles_path=Path("/nonexistent/profiles.json"), **overrides)
+
+
+def histories(name: str, speaker: SpeakerConfig) -> list[SpeakerHistory]:
+    pipeline = speaker_analysis_config(PipelineConfig(detectors=[speaker]))
+    source = FileSource(FileSourceConfig(path=ROOMS / f"{name}.flac", realtime=False))
+    runner = SourceRunner(source, pipeline, lambda _: None, Metrics())
+    runner.run(threading.Event())
+    return [
+        d.history() for c in runner.chains for d in c.detectors if isinstance(d, SpeakerDetector)
+    ]
+
+
+@pytest.fixture(scope="module")
+def campplus() -> dict[int, list[SpeakerHistory]]:
+    return {
+        n: histories(name, config(file_encoder="ge2e+campplus")) for n, name in FIXTURES.items()
+    }
+
+
+def der(name: str, segments: list[Turn]) -> float:
+    truth: Annotation = load_rttm(str(ROOMS / f"{name}.rttm"))[name]
+    hypothesis = Annotation()
+    for i, s in enumerate(segments):
+        hypothesis[Segment(s.start, s.end), i] = str(s.speaker)
+    uem = Timeline([Segment(0, sf.info(ROOMS / f"{name}.flac").duration)])
+    metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
+    return float(metric(truth, hypothesis, uem=uem))
+
+
+def test_histories_hold_one_campplus_embedding_per_window(
+    campplus: dict[int, list[SpeakerHistory]],
+) -> None:
+    for history in (h for hs in campplus.values() for h in hs):
+        assert history.campplus is not None
+        assert history.campplus.shape == (len(history.embeddings), CAMPPLUS_SIZE)
+        np.testing.assert_allclose(np.linalg.norm(history.campplus, axis=1), 1.0, atol=1e-5)
+
+
+def test_ge2e_files_keep_no_campplus_embeddings() -> None:
+    (history,) = histories("room_1spk", config())
+    assert history.campplus is None
+
+
+def test_count_and_error_with_campplus(campplus: dict[int, list[SpeakerHistory]]) -> None:
+    for n, name in FIXTURES.items():
+        result = diarize(campplus[n], config(file_encoder="ge2e+campplus"))
+        found = len(result.centroids)
+        value = der(name, result.segments)
+        assert abs(found - n) <= 1, (name, found)
+        assert value < 0.5, (name, value)
+
+
+def test_centroids_stay_ge2e_for_enrolled_names(campplus: dict[int, list[SpeakerHistory]]) -> None:
+    """Voice profiles are GE2E embeddings: the file's speakers are described in GE2E's space
+    whichever encoder clustered them."""
+    result = diarize(campplus[3], config(file_encoder="ge2e+campplus"), n_speakers=3)
+    assert result.centroids.shape == (3, 256)
+    assert np.all(result.centroids >= 0)  # GE2E's components are never negative
+
+
+def test_the_same_histories_cluster_with_ge2e_when_asked(
+    campplus: dict[int, list[SpeakerHistory]],
+) -> None:
+    with_ge2e = diarize(campplus[4], config(), n_speakers=4)
+    with_campplus = diarize(campplus[4], config(file_encoder="ge2e+campplus"), n_speakers=4)
+    assert with_ge2e.segments != with_campplus.segments
