@@ -236,15 +236,12 @@ class KafkaSink(SpoolingSink[tuple[bytes, str]]):
         name = f"kafka:{client.bootstrap_servers}/{topic}"
         super().__init__(
             name,
+            config,
             spool,
             metrics,
             metrics.kafka_connected.labels(name),
             batch_size=config.batch_size,
             drain_batch=config.batch_size,
-            spool_max_bytes=config.spool_max_bytes,
-            reconnect_initial_s=config.reconnect_initial_s,
-            reconnect_max_s=config.reconnect_max_s,
-            close_timeout_s=config.close_timeout_s,
             spooling=True,  # until a producer has connected (and any old spool is out)
         )
         self.topic = topic

@@ -210,15 +210,12 @@ class RedisStreamsSink(SpoolingSink[_Entry]):
         name = f"redis_streams:{redact_url(url)}"
         super().__init__(
             name,
+            config,
             spool,
             metrics,
             metrics.redis_connected.labels(name),
             batch_size=config.batch_size,
             drain_batch=max(config.batch_size, DRAIN_BATCH),
-            spool_max_bytes=config.spool_max_bytes,
-            reconnect_initial_s=config.reconnect_initial_s,
-            reconnect_max_s=config.reconnect_max_s,
-            close_timeout_s=config.close_timeout_s,
             spooling=len(spool) > 0,  # leftovers from an earlier run go out first
         )
         self._config = config

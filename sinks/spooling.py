@@ -139,25 +139,24 @@ class SpoolingSink(Sink, Generic[T]):
     def __init__(
         self,
         name: str,
+        config: SpoolingSinkConfig,
         spool: Spool,
         metrics: Metrics,
         connected: Gauge,
         *,
         batch_size: int,
         drain_batch: int,
-        spool_max_bytes: int,
-        reconnect_initial_s: float,
-        reconnect_max_s: float,
-        close_timeout_s: float,
         spooling: bool,
     ) -> None:
         self.name = name
         self.batch_size = batch_size
         self._drain_batch = drain_batch
-        self._spool_max_bytes = spool_max_bytes
-        self._close_timeout_s = close_timeout_s
+        self._spool_max_bytes = config.spool_max_bytes
+        self._close_timeout_s = config.close_timeout_s
         self._spool = spool
-        self._backoff = EqualJitterBackoff(cap=reconnect_max_s, base=reconnect_initial_s)
+        self._backoff = EqualJitterBackoff(
+            cap=config.reconnect_max_s, base=config.reconnect_initial_s
+        )
         self._spooling = spooling
         self._down_since: float | None = None
         self._recovery: asyncio.Task[None] | None = None
