@@ -129,7 +129,7 @@ async def authenticate(
     if scheme.lower() == "bearer" and credentials:
         token = credentials.strip()
     api_key = request.headers.get("x-api-key")
-    if api_key:
+    if api_key is not None:  # even empty: a key that is sent must be right, token or not
         return await _from_api_key(service, api_key, client_address(request))
     if not token:
         raise _unauthorized("authentication required: a Bearer token or an X-API-Key")

@@ -179,8 +179,13 @@ def test_rejected_keys_and_logins_are_audited(tmp_path: Path) -> None:
     with _server("sqlite", tmp_path) as client:
         bad_key = {"X-API-Key": "ha_not-a-real-key-at-all"}
         assert client.http.get("/api/v1/tasks", headers=bad_key).status_code == 401
+        # A wrong (even empty) key beside a good token is refused, not passed over.
+        for key in ("ha_not-a-real-key-at-all", ""):
+            both = {**client.auth("admin"), "X-API-Key": key}
+            assert client.http.get("/api/v1/tasks", headers=both).status_code == 401
+        assert client.http.get("/api/v1/tasks", headers=client.auth("admin")).status_code == 200
         rejected = _audited(client, "key.rejected")
-        assert len(rejected) == 1
+        assert len(rejected) == 3
         assert rejected[0].address == "127.0.0.1"
         assert not rejected[0].ok
         body = {"username": "operator", "password": "wrong"}
