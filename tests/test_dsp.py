@@ -38,3 +38,33 @@ def test_hpss_is_librosas(kernel: tuple[int, int]) -> None:
     theirs = librosa.decompose.hpss(spectrum, kernel_size=kernel)
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_find_peaks_is_scipys(seed: int) -> None:
+    from scipy.signal import find_peaks as scipy_find_peaks
+
+    from detectors.dsp import find_peaks
+
+    rng = np.random.default_rng(seed)
+    # Smoothed noise in dB with flat stretches (digital silence) and repeated values.
+    x = np.convolve(rng.normal(0, 6, 5000), np.ones(5) / 5, mode="same")
+    x[1000:1200] = -120.0
+    x[3000:3010] = x[3000]
+    x = np.round(x, 1 if seed % 2 else 3)
+    for height, distance, prominence in [(-50.0, 10, 3.0), (0.0, 1, 0.5), (-200.0, 37, 8.0)]:
+        ours = find_peaks(x, height=height, distance=distance, prominence=prominence)
+        theirs, _ = scipy_find_peaks(x, height=height, distance=distance, prominence=prominence)
+        np.testing.assert_array_equal(ours, theirs)
+        assert len(ours) > 0
+
+
+def test_find_peaks_edges() -> None:
+    from detectors.dsp import find_peaks
+
+    assert find_peaks(np.array([1.0, 2.0]), height=0, distance=1, prominence=0).size == 0
+    # A flat top counts once, at its middle rounded down; a top at the signal's end does not.
+    x = np.array([0.0, 1.0, 3.0, 3.0, 3.0, 3.0, 1.0, 2.0, 5.0])
+    assert find_peaks(x, height=0, distance=1, prominence=0).tolist() == [3]
+    with pytest.raises(ValueError, match="distance"):
+        find_peaks(x, height=0, distance=0, prominence=0)

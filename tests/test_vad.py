@@ -68,6 +68,33 @@ def test_silero_state_is_carried_between_frames_and_cleared_by_reset() -> None:
     assert frames.probability(chunk) == pytest.approx(first, abs=1e-6)
 
 
+def test_silero_frames_compute_what_the_session_computes_frame_by_frame() -> None:
+    """The bound buffers give the probabilities of plain ``session.run`` calls that
+    carry the state and the 64-sample context, also after a reset."""
+    from detectors.onnx import onnx_session
+    from detectors.vad import SILERO_CONTEXT, SILERO_MODEL
+
+    session = onnx_session(SILERO_MODEL)
+    speech = read("vad_clean.flac")[16000 : 16000 + 40 * 512].astype(np.float32)
+    chunks = speech.reshape(40, 512)
+    frames = SileroFrames(VadConfig(), 16000)
+    for _ in range(2):
+        state = np.zeros((2, 1, 128), np.float32)
+        context = np.zeros(SILERO_CONTEXT, np.float32)
+        expected, got = [], []
+        for chunk in chunks:
+            x = np.concatenate([context, chunk])[np.newaxis, :]
+            out, state = session.run(
+                None, {"input": x, "state": state, "sr": np.array(16000, np.int64)}
+            )
+            context = chunk[-SILERO_CONTEXT:]
+            expected.append(float(out[0, 0]))
+            got.append(frames.probability(chunk))
+        assert got == expected
+        assert max(got) > 0.5 > min(got)  # speech and pauses both judged
+        frames.reset()
+
+
 @pytest.mark.parametrize(("engine", "rate"), [("silero", 8000), ("webrtc", 22050)])
 def test_an_unsupported_rate_is_refused_with_a_reason(engine: str, rate: int) -> None:
     with pytest.raises(ValueError, match=str(rate)):

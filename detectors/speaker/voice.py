@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from detectors.dsp import find_peaks
+
 SAMPLE_RATE = 16_000
 PITCH_MIN_HZ = 60.0
 PITCH_MAX_HZ = 400.0
@@ -132,8 +134,6 @@ def loud_frames(audio: Audio, n: int) -> npt.NDArray[np.bool_]:
 def syllable_nuclei(audio: Audio, voiced: npt.NDArray[np.bool_]) -> int:
     """How many syllable nuclei ``audio`` holds (see the module docstring); ``voiced``
     per 10 ms frame."""
-    from scipy.signal import find_peaks
-
     # A centred STFT (Hann window, zero padding) as librosa.stft computes it.
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(512) / 512)
     spectrum = np.abs(np.fft.rfft(_frames(audio, 512, HOP).T * window, axis=1)).T ** 2
@@ -141,7 +141,7 @@ def syllable_nuclei(audio: Audio, voiced: npt.NDArray[np.bool_]) -> int:
     band = spectrum[(freqs >= BAND_HZ[0]) & (freqs <= BAND_HZ[1])].sum(axis=0)
     db = 10.0 * np.log10(np.maximum(band, 1e-12))
     smooth = np.convolve(db, np.ones(5) / 5, mode="same")
-    peaks, _ = find_peaks(
+    peaks = find_peaks(
         smooth,
         prominence=NUCLEUS_PROMINENCE_DB,
         distance=max(1, round(NUCLEUS_MIN_GAP_S * SAMPLE_RATE / HOP)),
