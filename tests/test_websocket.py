@@ -50,7 +50,9 @@ class Hub:
 
 @pytest.fixture
 def hub() -> Iterator[Hub]:
-    config = PipelineConfig(sources=[], queues=QueueConfig(client_events=200))
+    # Room for a 100 ms stall of this process (the server shares it with the test clients);
+    # still a small fraction of what the slow-client test sends.
+    config = PipelineConfig(sources=[], queues=QueueConfig(client_events=1000))
     runtime = Runtime(config, Settings())
     with serving(runtime) as url:
         yield Hub(url.replace("http", "ws") + "/ws/events", runtime, {})
