@@ -21,7 +21,7 @@ import pytest
 from api.security import TokenClaims, decode_token, hash_password, signing_key
 from config.pipeline import PipelineConfig
 from config.settings import Settings
-from sinks.store import Database, User, upgrade
+from sinks.store import Database, Task, User, upgrade
 from stream.runtime import Runtime
 from tests.conftest import serving
 
@@ -133,6 +133,21 @@ class Client:
         assert response.status_code == 200, response.text
         data: dict[str, Any] = response.json()
         return data
+
+    def stored_task(self, task_id: str) -> Task:
+        """The task's database row, read directly (not through the API)."""
+
+        async def read() -> Task:
+            db = Database(self.settings, pooled=False)
+            try:
+                async with db.session() as session:
+                    task = await session.get(Task, task_id)
+                    assert task is not None, f"no task row {task_id}"
+                    return task
+            finally:
+                await db.close()
+
+        return asyncio.run(read())
 
     def wait(
         self, task_id: str, timeout: float = 180, until: tuple[str, ...] = ("completed", "failed")

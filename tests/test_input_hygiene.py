@@ -70,20 +70,6 @@ def _uploads(client: Client) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
-def _row(client: Client, task_id: str) -> Task:
-    async def read() -> Task:
-        db = Database(client.settings, pooled=False)
-        try:
-            async with db.session() as session:
-                task = await session.get(Task, task_id)
-                assert task is not None
-                return task
-        finally:
-            await db.close()
-
-    return asyncio.run(read())
-
-
 @pytest.mark.parametrize(
     ("raw", "stored"),
     [
@@ -103,7 +89,7 @@ def test_file_names_are_normalised_and_the_original_kept_escaped(
     assert response.status_code == 202, response.text
     task_id = response.json()["task_id"]
     assert client.status(task_id)["filename"] == stored
-    task = _row(client, task_id)
+    task = client.stored_task(task_id)
     # python-multipart itself cuts a Windows path (an old browser's habit) to its last part.
     sent = raw.rsplit("\\", 1)[-1] if raw.startswith("C:") else raw
     assert task.options["original_filename"] == escaped(sent)

@@ -194,7 +194,7 @@ def test_maxxi_export_archive_and_signed_callback(
         )
         assert posted.status_code == 201
         assert _count(client, MaxxiFeedback, task_id=task_id, kind="correction") == 1
-        task = asyncio.run(_task(client, task_id))
+        task = client.stored_task(task_id)
         assert task.maxxi_notified_at is not None
         unknown = {**correction, "task_id": "00000000-0000-4000-8000-000000000000"}
         assert (
@@ -203,17 +203,6 @@ def test_maxxi_export_archive_and_signed_callback(
             ).status_code
             == 404
         )
-
-
-async def _task(client: Client, task_id: str) -> Task:
-    db = Database(client.settings, pooled=False)
-    try:
-        async with db.session() as session:
-            task = await session.get(Task, task_id)
-            assert task is not None
-            return task
-    finally:
-        await db.close()
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
