@@ -81,9 +81,10 @@ class ContentAnalyzer:
         self._frames: list[NDArray[np.float32]] = []  # pending frames (fewer than a chunk)
         self._pending = 0
         self._previous_mel: NDArray[np.float32] | None = None
-        self._onset: list[NDArray[np.float32]] = []
-        self._level_db: list[NDArray[np.float32]] = []
-        self._harmonic_fraction: list[NDArray[np.float32]] = []
+        # One value per 32 ms frame for the whole file, in blocks (not an array per chunk).
+        self._onset = Rows(np.float32, block=16384)
+        self._level_db = Rows(np.float32, block=16384)
+        self._harmonic_fraction = Rows(np.float32, block=16384)
         self._chroma = np.zeros(12)
         self._hum_low = Rows(np.float32, HUM_BINS, block=1024)  # 64 floats per 256 ms
         self._hum_energy = Rows(np.float32, block=1024)
@@ -155,12 +156,12 @@ class ContentAnalyzer:
             # Flush: pad the last partial frame with silence.
             self.feed(np.zeros(N_FFT - self._framer.leftover % HOP, np.float32))
         self._process()
-        if not self._level_db:
+        if not len(self._level_db):
             return {"tempo_bpm": None, "key": None, "harmonic_percussive_ratio_db": None,
                     "ratios": None}  # fmt: skip
-        level = np.concatenate(self._level_db)
-        onset = np.concatenate(self._onset)
-        fraction = np.concatenate(self._harmonic_fraction)
+        level = self._level_db.array()
+        onset = self._onset.array()
+        fraction = self._harmonic_fraction.array()
         return {
             "tempo_bpm": tempo(onset),
             "key": key(self._chroma),
