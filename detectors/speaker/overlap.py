@@ -84,8 +84,8 @@ class OverlapModel:
         n = len(logmel)
         if n == 0:
             return np.zeros(0, np.float32)
-        mean = logmel.mean(axis=0, dtype=np.float64)
-        std = logmel.std(axis=0, dtype=np.float64) + 1e-6
+        mean, std = _column_mean_std(logmel)
+        std += 1e-6
         per_offset = self.weights[: N_MELS * len(OFFSETS)].reshape(len(OFFSETS), N_MELS)
         scaled = (per_offset / std).astype(np.float32)  # [offsets, 40]
         projected = logmel @ scaled.T - (scaled @ mean.astype(np.float32))  # [n, offsets]
@@ -109,6 +109,28 @@ class OverlapModel:
 
     def save(self, path: Path) -> None:
         np.savez(path, weights=self.weights, bias=np.float32(self.bias))
+
+
+def _column_mean_std(
+    x: Array, piece: int = SPREAD_PIECE
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``x.mean(axis=0, dtype=float64)`` and ``x.std(axis=0, dtype=float64)`` of [n, bands],
+    in pieces: numpy's std makes an [n, bands] float64 temporary, 36 MB for an hour of
+    frames. The values are numpy's to the bit: it sums along axis 0 row after row, and
+    the running sum carried in as each piece's first row keeps that order (checked in
+    tests/test_speaker_rooms.py)."""
+    n = len(x)
+    total = np.zeros(x.shape[1])
+    for lo in range(0, n, piece):
+        total = np.add.reduce(np.vstack([total[np.newaxis], x[lo : lo + piece]]), axis=0)
+    mean = total / n
+    squares = np.zeros(x.shape[1])
+    for lo in range(0, n, piece):
+        deviation = x[lo : lo + piece] - mean
+        np.multiply(deviation, deviation, out=deviation)
+        squares = np.add.reduce(np.vstack([squares[np.newaxis], deviation]), axis=0)
+    std: npt.NDArray[np.float64] = np.sqrt(squares / n)
+    return mean, std
 
 
 @cache
