@@ -78,7 +78,13 @@ class TechnicalMeter:
         self.sample_rate = sample_rate
         self.channels = channels
         modes = pyebur128.MeasurementMode
-        self._ebur = pyebur128.R128State(channels, sample_rate, modes.MODE_I | modes.MODE_LRA)
+        # Histogram mode: libebur128 otherwise mallocs a list node per 400 ms block for the
+        # whole file, small long-lived allocations that fragment the C heap between the
+        # inference buffers (peak RSS of an hour +50 MB, varying run to run). Readings are
+        # binned at 0.1 LU: within 0.08 LU of the exact ones on 28 recordings.
+        self._ebur = pyebur128.R128State(
+            channels, sample_rate, modes.MODE_I | modes.MODE_LRA | modes.MODE_HISTOGRAM
+        )
         self._true_peak = TruePeakMeter(sample_rate)
         self._frames = 0
         self._sum = np.zeros(channels)
