@@ -27,12 +27,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from aiokafka.helpers import create_ssl_context
 from pydantic import ConfigDict, Field
 
 from config.errors import ConfigError
@@ -43,13 +39,25 @@ from sinks.metrics import Metrics
 from sinks.spool import Spool
 from sinks.spooling import SpoolingSink, SpoolingSinkConfig
 
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
+# aiokafka is imported where a client is made, not here: the pipeline configuration
+# imports this module for KafkaSinkConfig, and every `heritage-audio analyze` with it.
+
 logger = logging.getLogger(__name__)
 
 MIB = 1 << 20
 _FIRST_CONNECT_S = 3.0
 """Longest wait for the brokers at start-up before spooling (the daemon starts regardless)."""
-# Whatever keeps a record from being stored: brokers gone, timing out, or refusing it.
-_UNAVAILABLE = (KafkaError, OSError, TimeoutError)
+
+
+def _unavailable() -> tuple[type[BaseException], ...]:
+    """Whatever keeps a record from being stored: brokers gone, timing out, or refusing it."""
+    from aiokafka.errors import KafkaError
+
+    return (KafkaError, OSError, TimeoutError)
+
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -142,6 +150,8 @@ class KafkaClient:
             "security_protocol": self.security_protocol,
         }
         if self.uses_tls:
+            from aiokafka.helpers import create_ssl_context
+
             # Verifies the broker's certificate and host name (the default context does).
             options["ssl_context"] = create_ssl_context(
                 cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
@@ -161,6 +171,9 @@ async def ensure_topics(
     client: KafkaClient, names: list[str], partitions: int, replication: int = 1
 ) -> None:
     """Create the topics that do not exist yet (brokers without auto-creation need it)."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
     admin = AIOKafkaAdminClient(**client.options())
     await admin.start()
     try:
@@ -223,7 +236,6 @@ class KafkaSink(SpoolingSink[tuple[bytes, str]]):
     """Produces batches to ``topic``; spools them in order while the brokers are away."""
 
     service = "Kafka"
-    unavailable = _UNAVAILABLE
 
     def __init__(
         self,
@@ -244,6 +256,7 @@ class KafkaSink(SpoolingSink[tuple[bytes, str]]):
             drain_batch=config.batch_size,
             spooling=True,  # until a producer has connected (and any old spool is out)
         )
+        self.unavailable = _unavailable()
         self.topic = topic
         self._config = config
         self._client = client
@@ -256,7 +269,7 @@ class KafkaSink(SpoolingSink[tuple[bytes, str]]):
             async with asyncio.timeout(min(self._config.send_timeout_s, _FIRST_CONNECT_S)):
                 await self._probe()
                 await self._drain()
-        except _UNAVAILABLE as exc:
+        except self.unavailable as exc:
             await self._reset_connection()
             self._lost(exc)
             self._start_recovery()
@@ -271,6 +284,8 @@ class KafkaSink(SpoolingSink[tuple[bytes, str]]):
             await ensure_topics(
                 self._client, [self.topic], self._config.partitions, self._config.replication_factor
             )
+        from aiokafka import AIOKafkaProducer
+
         producer = AIOKafkaProducer(
             **self._client.options(),
             client_id=f"heritage-audio:{self.topic}",
@@ -294,6 +309,8 @@ class KafkaSink(SpoolingSink[tuple[bytes, str]]):
         await self._probe()
         producer = self._producer
         if producer is None:  # pragma: no cover - _probe either sets it or raises
+            from aiokafka.errors import KafkaError
+
             raise KafkaError("no producer")
         async with asyncio.timeout(self._config.send_timeout_s):
             futures = [await producer.send(self.topic, value.encode(), key=key)
@@ -318,6 +335,6 @@ class KafkaSink(SpoolingSink[tuple[bytes, str]]):
         producer, self._producer = self._producer, None
         if producer is None:
             return
-        with contextlib.suppress(*_UNAVAILABLE):
+        with contextlib.suppress(*self.unavailable):
             async with asyncio.timeout(self._config.close_timeout_s if flush else 1.0):
                 await producer.stop()

@@ -39,14 +39,9 @@ import logging
 import re
 from dataclasses import dataclass
 from string import Formatter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import redis.asyncio as aioredis
 from pydantic import ConfigDict, Field, field_validator
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.typing import EncodableT, KeyT
 
 from config.errors import ConfigError
 from config.settings import Settings
@@ -55,6 +50,12 @@ from sinks.bus import Published
 from sinks.metrics import Metrics
 from sinks.spool import Spool
 from sinks.spooling import SpoolingSink, SpoolingSinkConfig
+
+if TYPE_CHECKING:
+    from redis.typing import EncodableT, KeyT
+
+# redis is imported where a client is made, not here: the pipeline configuration imports
+# this module for RedisStreamsSinkConfig, and every `heritage-audio analyze` with it.
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,12 @@ always-fsynced append-only file, fewer fsyncs in Redis) after a long outage."""
 MARKS_SUFFIX = ":published"
 """The hash beside each stream: the last ``run_id seq`` added per source."""
 
-# Whatever keeps an event from being stored: Redis gone, timing out, or refusing writes.
-_UNAVAILABLE = (RedisError, OSError)
+
+def _unavailable() -> tuple[type[BaseException], ...]:
+    """Whatever keeps an event from being stored: Redis gone, timing out, or refusing writes."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
 
 
 def redis_url_from_settings(settings: Settings) -> str | None:
@@ -202,7 +207,6 @@ class RedisStreamsSink(SpoolingSink[_Entry]):
     """XADDs batches to Redis; spools them in order while Redis is unreachable."""
 
     service = "Redis"
-    unavailable = _UNAVAILABLE
 
     def __init__(
         self, config: RedisStreamsSinkConfig, url: str, spool: Spool, metrics: Metrics
@@ -218,6 +222,11 @@ class RedisStreamsSink(SpoolingSink[_Entry]):
             drain_batch=max(config.batch_size, DRAIN_BATCH),
             spooling=len(spool) > 0,  # leftovers from an earlier run go out first
         )
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        self.unavailable = _unavailable()
         self._config = config
         self._url = url
         self._redis = aioredis.Redis.from_url(

@@ -27,7 +27,6 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from prometheus_client import Gauge
 from pydantic import BaseModel, Field, model_validator
-from redis.backoff import EqualJitterBackoff
 
 from config.errors import ConfigError
 from config.settings import Settings
@@ -134,7 +133,7 @@ class SpoolingSink(Sink, Generic[T]):
     """Direct delivery while ``service`` answers, the spool while it does not."""
 
     service: ClassVar[str]  # the service's name in log lines ("Redis", "Kafka")
-    unavailable: ClassVar[tuple[type[BaseException], ...]]  # what means "not reachable"
+    unavailable: tuple[type[BaseException], ...]  # what means "not reachable" (set by each)
 
     def __init__(
         self,
@@ -154,6 +153,8 @@ class SpoolingSink(Sink, Generic[T]):
         self._spool_max_bytes = config.spool_max_bytes
         self._close_timeout_s = config.close_timeout_s
         self._spool = spool
+        from redis.backoff import EqualJitterBackoff  # here: importing redis takes 0.2 s
+
         self._backoff = EqualJitterBackoff(
             cap=config.reconnect_max_s, base=config.reconnect_initial_s
         )

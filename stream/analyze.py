@@ -5,7 +5,8 @@ each decoded block feeds, at the file's own rate and channels, the loudness and
 technical meters, while its channel mix, resampled once to the 16 kHz analysis
 rate, feeds the detectors, the content analysis and a spool on disk that the
 voice statistics read back. The file's bytes are hashed as the decoder reads them.
-Memory does not grow with the audio: only events, embeddings and timelines do.
+Memory does not grow with the audio: only the events the document is made of
+(speech segments, heritage windows), embeddings and timelines do.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from detectors.metadata.generator import SignalAnalyzer, assemble
 from detectors.speaker import encoder_provenance
 from detectors.vad import vad_provenance
 from sinks.metrics import Metrics
-from stream.events import Event, SpeechEnded
+from stream.events import Event, HeritageClassified, SpeechEnded
 from stream.pipeline import SourceRunner
 from stream.signal_spool import SignalSpool
 from stream.sources import FileSource, FileSourceConfig, SourceError
@@ -47,6 +48,9 @@ METER_FRAMES = 1 << 12
 oversampled true peak) then stay small enough for the C heap to reuse. Whole 16k-frame
 blocks of 48 kHz stereo, interleaved with the detectors' long-lived allocations, made the
 heap grow by 70 MB per minute of audio (glibc fragmentation, not Python objects)."""
+
+_DOCUMENT_EVENTS = (SpeechEnded, HeritageClassified)
+"""The events a file's result document is made of (voice activity, heritage timeline)."""
 
 Progress = Callable[[float], None]
 """Called with the fraction of the file analysed so far (0..1)."""
@@ -250,8 +254,14 @@ def _analyze(
     sf_info = source.soundfile
     duration = sf_info.frames / sf_info.samplerate if sf_info.samplerate else 0.0
     events: list[Event] = []
+
+    def keep(batch: list[Event]) -> None:
+        # Only what the document is made of: a speaker turn is re-emitted every hop while
+        # it lasts, and heartbeats every few seconds, a growing list no section reads.
+        events.extend(e for e in batch if isinstance(e, _DOCUMENT_EVENTS))
+
     runner = SourceRunner(
-        source, config, events.extend, Metrics(), tap=_with_progress(scan, progress, duration)
+        source, config, keep, Metrics(), tap=_with_progress(scan, progress, duration)
     )
     with times.stage("load_models"):
         runner.prepare()

@@ -306,3 +306,15 @@ def test_the_vad_and_the_speaker_gate_share_one_silero_pass() -> None:
     assert runs_shared <= frames < runs_alone
     # Different thresholds, so the decisions differ somewhere, from one judgement per frame.
     assert vad_alone[: len(gate_alone)] != gate_alone
+
+
+@pytest.mark.parametrize("n", [1, 4095, 4097, 20_000])
+def test_band_statistics_in_pieces_are_numpys_to_the_bit(n: int) -> None:
+    """The overlap model normalises an hour of frames without an [n, 40] float64 copy; the
+    mean and spread it uses must still be exactly numpy's."""
+    from detectors.speaker.overlap import _column_mean_std
+
+    logmel = (np.random.default_rng(n).normal(-20, 7, (n, 40))).astype(np.float32)
+    mean, std = _column_mean_std(logmel, piece=4096)
+    assert np.array_equal(mean, logmel.mean(axis=0, dtype=np.float64))
+    assert np.array_equal(std, logmel.std(axis=0, dtype=np.float64))

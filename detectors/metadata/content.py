@@ -17,6 +17,7 @@ import scipy.fft
 from numpy.typing import NDArray
 
 from detectors.dsp import chroma_filterbank, hpss, mel_filterbank
+from detectors.rows import Rows
 
 RATE = 16_000
 N_FFT = 1024
@@ -80,12 +81,13 @@ class ContentAnalyzer:
         self._frames: list[NDArray[np.float32]] = []  # pending frames (fewer than a chunk)
         self._pending = 0
         self._previous_mel: NDArray[np.float32] | None = None
-        self._onset: list[NDArray[np.float32]] = []
-        self._level_db: list[NDArray[np.float32]] = []
-        self._harmonic_fraction: list[NDArray[np.float32]] = []
+        # One value per 32 ms frame for the whole file, in blocks (not an array per chunk).
+        self._onset = Rows(np.float32, block=16384)
+        self._level_db = Rows(np.float32, block=16384)
+        self._harmonic_fraction = Rows(np.float32, block=16384)
         self._chroma = np.zeros(12)
-        self._hum_low: list[NDArray[np.float32]] = []  # bounded: 64 floats per 256 ms
-        self._hum_energy: list[NDArray[np.float32]] = []
+        self._hum_low = Rows(np.float32, HUM_BINS, block=1024)  # 64 floats per 256 ms
+        self._hum_energy = Rows(np.float32, block=1024)
         self._harmonic = 0.0
         self._percussive = 0.0
         self.samples = 0
@@ -139,13 +141,13 @@ class ContentAnalyzer:
 
     def hum(self) -> dict[str, Any] | None:
         """Mains hum in the quietest frames, where music and speech do not mask it."""
-        if not self._hum_energy:
+        if not len(self._hum_energy):
             return None
-        energy = np.concatenate(self._hum_energy)
+        energy = self._hum_energy.array()
         if energy.max() <= 0:
             return None
         quiet = energy <= np.percentile(energy, HUM_QUIET_PERCENTILE)
-        low = np.concatenate(self._hum_low)[quiet].mean(axis=0)
+        low = self._hum_low.array()[quiet].mean(axis=0)
         return mains_hum(low.astype(np.float64), RATE / CHROMA_FFT)
 
     def result(self, speech: list[dict[str, float]] | None = None) -> dict[str, Any]:
@@ -154,12 +156,12 @@ class ContentAnalyzer:
             # Flush: pad the last partial frame with silence.
             self.feed(np.zeros(N_FFT - self._framer.leftover % HOP, np.float32))
         self._process()
-        if not self._level_db:
+        if not len(self._level_db):
             return {"tempo_bpm": None, "key": None, "harmonic_percussive_ratio_db": None,
                     "ratios": None}  # fmt: skip
-        level = np.concatenate(self._level_db)
-        onset = np.concatenate(self._onset)
-        fraction = np.concatenate(self._harmonic_fraction)
+        level = self._level_db.array()
+        onset = self._onset.array()
+        fraction = self._harmonic_fraction.array()
         return {
             "tempo_bpm": tempo(onset),
             "key": key(self._chroma),

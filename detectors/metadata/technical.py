@@ -33,6 +33,7 @@ import pyebur128
 from numpy.typing import NDArray
 
 from detectors.metadata.truepeak import TruePeakMeter
+from detectors.rows import Rows
 
 FRAME_S = 0.05  # RMS frames for the noise floor
 NOISE_FLOOR_PERCENTILE = 10.0
@@ -77,7 +78,13 @@ class TechnicalMeter:
         self.sample_rate = sample_rate
         self.channels = channels
         modes = pyebur128.MeasurementMode
-        self._ebur = pyebur128.R128State(channels, sample_rate, modes.MODE_I | modes.MODE_LRA)
+        # Histogram mode: libebur128 otherwise mallocs a list node per 400 ms block for the
+        # whole file, small long-lived allocations that fragment the C heap between the
+        # inference buffers (peak RSS of an hour +50 MB, varying run to run). Readings are
+        # binned at 0.1 LU: within 0.08 LU of the exact ones on 28 recordings.
+        self._ebur = pyebur128.R128State(
+            channels, sample_rate, modes.MODE_I | modes.MODE_LRA | modes.MODE_HISTOGRAM
+        )
         self._true_peak = TruePeakMeter(sample_rate)
         self._frames = 0
         self._sum = np.zeros(channels)
@@ -87,7 +94,7 @@ class TechnicalMeter:
         self._mix = np.full(channels, 1 / channels, np.float32)
         self._rms_frame = max(1, round(FRAME_S * sample_rate))
         self._rms_carry = np.zeros((channels, 0), np.float32)
-        self._frame_power: list[NDArray[np.float64]] = []
+        self._frame_power = Rows(np.float64)  # one per 50 ms frame, for the whole file
         self._spectrum = _SpectrumState(
             stride=max(SPECTRUM_FFT, round(sample_rate / SPECTRUM_FRAMES_PER_S)),
             window=np.hanning(SPECTRUM_FFT),
@@ -170,7 +177,7 @@ class TechnicalMeter:
         for ch in range(self.channels):
             self._close_run(ch)
         mean = self._sum / frames
-        power = np.concatenate(self._frame_power) if self._frame_power else np.zeros(0)
+        power = self._frame_power.array()
         return {
             "duration": round(frames / self.sample_rate, 3),
             "loudness": self._loudness(true_peak),

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from detectors.base import ChannelResources, Detector, DetectorConfig, register
+from detectors.rows import Rows
 from detectors.speaker.campplus import CAMPPLUS_SIZE, CamppEncoder
 from detectors.speaker.clustering import Assignment, Matrix, OnlineClusterer, unit
 from detectors.speaker.encoder import SpeakerEncoder
@@ -336,12 +337,13 @@ class SpeakerDetector(Detector):
         self._change_at: float | None = None  # estimated start of a voice not yet declared
         self._labels: dict[int, str] = {}
         self._unknown = 0  # Speaker_N numbers handed out
-        self._frames_start: list[npt.NDArray[np.float64]] = []
-        self._frames_voiced: list[npt.NDArray[np.bool_]] = []
-        self._frames_logmel: list[npt.NDArray[np.float32]] = []
-        self._windows: list[tuple[float, float, int]] = []
-        self._embeddings: list[npt.NDArray[np.float32]] = []
-        self._campplus_embeddings: list[npt.NDArray[np.float32]] = []
+        # The whole-file history (keep_embeddings): compact rows, about 0.2 MB per minute.
+        self._frames_start = Rows(np.float64)
+        self._frames_voiced = Rows(np.bool_)
+        self._frames_logmel = Rows(np.float32, N_MELS)
+        self._windows = Rows(np.float64, 3, block=1024)  # start, end, online cluster
+        self._embeddings = Rows(np.float32, 256, block=1024)
+        self._campplus_embeddings = Rows(np.float32, CAMPPLUS_SIZE, block=1024)
         self._campplus_pending: list[npt.NDArray[np.float32]] = []
 
     # -- the stream -------------------------------------------------------------------------
@@ -373,23 +375,18 @@ class SpeakerDetector(Detector):
         """Every window embedded and every frame gated so far (needs ``keep_embeddings``)."""
         if not self.config.keep_embeddings:
             raise RuntimeError("the speaker detector keeps no history without keep_embeddings")
-        windows = np.array(self._windows, dtype=np.float64).reshape(-1, 3)
-        embeddings = (
-            np.stack(self._embeddings) if self._embeddings else np.zeros((0, 256), np.float32)
-        )
+        windows = self._windows.array()
         return SpeakerHistory(
             channel=self.channel,
             frame_s=FRAME / self.rate,
-            frame_start=np.concatenate([np.zeros(0), *self._frames_start]),
-            frame_voiced=np.concatenate([np.zeros(0, np.bool_), *self._frames_voiced]),
+            frame_start=self._frames_start.array(),
+            frame_voiced=self._frames_voiced.array(),
             window_start=windows[:, 0],
             window_end=windows[:, 1],
-            embeddings=embeddings,
+            embeddings=self._embeddings.array(),
             online=windows[:, 2].astype(np.int64),
-            frame_logmel=np.concatenate([np.zeros((0, N_MELS), np.float32), *self._frames_logmel]),
-            campplus=np.stack(self._campplus_embeddings).astype(np.float32)
-            if self._campplus_embeddings
-            else (np.zeros((0, CAMPPLUS_SIZE), np.float32) if self._campplus else None),
+            frame_logmel=self._frames_logmel.array(),
+            campplus=self._campplus_embeddings.array() if self._campplus else None,
         )
 
     # -- embedding --------------------------------------------------------------------------
@@ -503,10 +500,10 @@ class SpeakerDetector(Detector):
         if not self.config.keep_embeddings:
             return
         cluster = assignment.cluster if assignment is not None else -1
-        self._windows.append((end - self.window / self.rate, end, cluster))
-        self._embeddings.append(embedding)
+        self._windows.append([(end - self.window / self.rate, end, cluster)])
+        self._embeddings.append(embedding[np.newaxis])
         if self._campplus is not None:
-            self._campplus_embeddings.append(self._campplus_pending.pop(0))
+            self._campplus_embeddings.append(self._campplus_pending.pop(0)[np.newaxis])
 
     def _event(self, turn: _Turn) -> SpeakerTurn:
         turn.emitted_end = turn.t_end

@@ -324,15 +324,20 @@ def frame_scores(
         w = 1.0 - np.abs(centre[lo:hi] - (start + half)) / (half + history.frame_s)
         scores[lo:hi] += w[:, None] * sim[None, :]
         weight[lo:hi] += w
-    covered = np.flatnonzero(weight > 0)
+    is_covered = weight > 0
+    covered = np.flatnonzero(is_covered)
     if len(covered) == 0:
         return None
-    scores[covered] /= weight[covered, None]
-    position = np.arange(len(frames))
-    after = covered[np.clip(np.searchsorted(covered, position), 0, len(covered) - 1)]
-    before = covered[np.clip(np.searchsorted(covered, position) - 1, 0, len(covered) - 1)]
+    # In place, and the uncovered frames only: whole-file temporaries of [frames, speakers]
+    # float64 were the largest memory of the file mode's end (7 MB each for an hour).
+    np.divide(scores, weight[:, None], out=scores, where=is_covered[:, None])
+    position = np.flatnonzero(~is_covered)
+    at = np.searchsorted(covered, position)
+    after = covered[np.clip(at, 0, len(covered) - 1)]
+    before = covered[np.clip(at - 1, 0, len(covered) - 1)]
     nearest = np.where(np.abs(before - position) < np.abs(after - position), before, after)
-    result: Matrix = np.where((weight > 0)[:, None], scores, scores[nearest]).astype(np.float32)
+    scores[position] = scores[nearest]
+    result: Matrix = scores.astype(np.float32)
     return result
 
 
