@@ -162,7 +162,7 @@ def test_live_events_come_on_a_change_not_every_classification() -> None:
     assert len(events) < classifications / 3
     assert events[0].category == "opera"
     assert events[-1].category == "spoken_word"
-    assert all(e.model_version == "shipped-3" for e in events)
+    assert all(e.model_version == "shipped-4" for e in events)
 
 
 def test_silence_between_recordings_is_not_classified() -> None:
@@ -324,7 +324,7 @@ def test_an_activated_version_is_used_without_a_restart(
     detector = HeritageDetector(HeritageConfig(hop_s=1.0, emit="every"), 0, 16000)
     audio, _ = fixture("opera")
     first = detector.process(Window(0, 0, audio[:48000], 16000))
-    assert first[0].model_version == "shipped-3"
+    assert first[0].model_version == "shipped-4"
     staged = tmp_path / "staged.skops"
     shutil.copyfile(DEFAULT_MODEL, staged)
     card = json.loads(card_path(DEFAULT_MODEL).read_text())

@@ -100,7 +100,7 @@ class HeritageModel:
 
     @property
     def version(self) -> str:
-        """The model's version name from its card (``shipped-3`` for the shipped model)."""
+        """The model's version name from its card (``shipped-4`` for the shipped model)."""
         return str(self.card.get("version", self.path.stem))
 
     @property
