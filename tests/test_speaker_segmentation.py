@@ -1,0 +1,119 @@
+"""The segmentation-3.0 model (ONNX) against torch, without torch installed, and its use.
+
+``tests/data/diarization/segmentation_reference.npz`` was written by
+tools/export_segmentation.py with torch 2.13.0: per room fixture, torch's powerset
+log-probabilities [589, 7] of its first 10 s (zero-padded).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import soundfile as sf
+
+from detectors.speaker.segmentation import (
+    CHUNK,
+    FRAMES,
+    POWERSET,
+    SEGMENTATION_MODEL,
+    ChunkedSegmentation,
+    Segmenter,
+    powerset_to_local,
+)
+
+DATA = Path(__file__).parent / "data" / "diarization"
+ROOMS = ["room_1spk", "room_2spk_overlap", "room_3spk", "room_4spk"]
+MAX_DIFF = 1e-3  # |onnxruntime - torch| on a log-probability; measured <= 5e-5
+
+Ref = npt.NDArray[Any]
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, Ref]:
+    with np.load(DATA / "segmentation_reference.npz") as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter()
+
+
+def load(name: str) -> npt.NDArray[np.float32]:
+    audio, rate = sf.read(DATA / f"{name}.flac", dtype="float32")
+    assert rate == 16000
+    return np.asarray(audio, dtype=np.float32)
+
+
+def first_chunk(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    chunk = np.zeros(CHUNK, np.float32)
+    chunk[: min(CHUNK, len(audio))] = audio[:CHUNK]
+    return chunk
+
+
+@pytest.mark.parametrize("name", ROOMS)
+def test_log_probs_equal_torch(name: str, reference: dict[str, Ref], segmenter: Segmenter) -> None:
+    got = segmenter.log_probs(first_chunk(load(name))[None], normalise=False)[0]
+    expected = reference[name]
+    assert got.shape == expected.shape == (FRAMES, len(POWERSET))
+    np.testing.assert_allclose(got, expected, atol=MAX_DIFF, rtol=0)
+    assert np.array_equal(powerset_to_local(got), powerset_to_local(expected))
+
+
+def test_level_does_not_matter(segmenter: Segmenter) -> None:
+    """Chunks are brought to one level first: 30 dB quieter gives the same decisions (the
+    network alone changed 3 % of them, its normalisation has an epsilon)."""
+    chunk = first_chunk(load("room_2spk_overlap"))
+    quieter = np.stack([chunk, chunk * np.float32(10 ** (-30 / 20))])
+    loud, quiet = segmenter.log_probs(quieter)
+    assert np.mean(np.argmax(loud, 1) == np.argmax(quiet, 1)) > 0.999
+    raw_loud, raw_quiet = segmenter.log_probs(quieter, normalise=False)
+    assert np.mean(np.argmax(raw_loud, 1) == np.argmax(raw_quiet, 1)) < 0.99
+
+
+def test_chunks_cover_the_file_however_it_is_pushed(segmenter: Segmenter) -> None:
+    audio = load("room_3spk")
+    whole = ChunkedSegmentation(5.0, segmenter)
+    whole.push(audio)
+    pieces = ChunkedSegmentation(5.0, segmenter)
+    for lo in range(0, len(audio), 8192):
+        pieces.push(audio[lo : lo + 8192])
+    a, b = whole.result(), pieces.result()
+    assert np.array_equal(a.chunk_offsets, b.chunk_offsets)
+    np.testing.assert_allclose(a.probs.astype(np.float32), b.probs.astype(np.float32), atol=2e-3)
+    last = int(a.chunk_offsets[-1]) * 270 + CHUNK
+    assert last >= len(audio)  # the padded tail chunk reaches the end
+    assert a.frames == (len(audio) - 495) // 270 + 1
+    assert whole.result() is a  # finished once, then kept
+
+
+def test_short_and_silent_input(segmenter: Segmenter) -> None:
+    short = ChunkedSegmentation(5.0, segmenter)
+    short.push(np.zeros(8000, np.float32))
+    result = short.result()
+    assert len(result.chunk_offsets) == 1
+    assert not result.activity.any()
+    empty = ChunkedSegmentation(5.0, segmenter).result()
+    assert len(empty.chunk_offsets) == 0
+    assert empty.frames == 0
+    with pytest.raises(RuntimeError, match="finished"):
+        short.push(np.zeros(10, np.float32))
+
+
+def test_bad_input_is_refused(segmenter: Segmenter) -> None:
+    with pytest.raises(ValueError, match="shape"):
+        segmenter.log_probs(np.zeros((1, 1000), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        segmenter.log_probs(np.full((1, CHUNK), np.nan, np.float32))
+    with pytest.raises(ValueError, match="classes"):
+        powerset_to_local(np.zeros((4, 5), np.float32))
+    with pytest.raises(ValueError, match="step"):
+        ChunkedSegmentation(0.0, segmenter)
+
+
+def test_model_file_is_the_export() -> None:
+    assert SEGMENTATION_MODEL.stat().st_size > 5_000_000
