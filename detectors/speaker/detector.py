@@ -205,6 +205,14 @@ class SpeakerConfig(DetectorConfig):
         description="Files with file_segmentation: weight of the local speakers' activity "
         "added to the embeddings' frame scores when choosing a frame's speaker.",
     )
+    segmentation_purity: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Files with file_segmentation: the clusters (and the count) are built on "
+        "the windows where one local speaker holds at least this share of the speech alone; "
+        "the others follow their nearest cluster (0: all windows).",
+    )
     segmentation_count_s: float = Field(
         0.0,
         ge=0,

@@ -45,6 +45,7 @@ from detectors.speaker.clustering import (
 from detectors.speaker.detector import SpeakerConfig, SpeakerHistory
 from detectors.speaker.overlap import load_model
 from detectors.speaker.segmentation import (
+    FRAME_CENTRE,
     FRAME_STEP,
     FRAMES,
     LOCAL_SPEAKERS,
@@ -56,6 +57,7 @@ from detectors.speaker.segmentation import (
 MIN_RUN_S = 0.5  # shorter single-speaker runs inside speech join a neighbour
 MIN_REGION_S = 0.1  # shorter speech regions are dropped
 MIN_OVERLAP_S = 0.3  # shorter runs of a second voice are not reported
+MIN_PURE_WINDOWS = 10  # fewer windows one voice holds: cluster them all
 MIN_LOCAL_S = 0.2  # a local speaker of the segmentation talking less in its chunk is ignored
 ONLINE_MIN_WINDOWS = 3  # an online speaker counts once this many windows were assigned to it
 
@@ -97,20 +99,30 @@ def diarize(
     embeddings = np.concatenate([s for s in spaces if s is not None]) if campplus else ge2e
     recluster = config.campplus_recluster_distance if campplus else config.recluster_distance
     min_windows = config.min_speaker_s / _hop_s(usable[0])
+    pure = np.ones(len(embeddings), np.bool_)
+    if config.file_segmentation and config.segmentation_purity > 0:
+        # Windows where one local voice holds the speech: the clusters are built on them.
+        found = np.concatenate([window_purity(h) for h in usable]) >= config.segmentation_purity
+        if found.sum() >= max(MIN_PURE_WINDOWS, min_windows):
+            pure = found
     if n_speakers is None:
         online = np.concatenate([h.online for h in usable])
         # The count is GE2E's vote either way: its cuts were calibrated there, and on the room
         # dev set it was within one more often than cuts of the joined embeddings (27 vs 26).
-        n_speakers = estimate_count(ge2e, online, config, min_windows)
+        n_speakers = estimate_count(ge2e[pure], online[pure], config, min_windows * pure.mean())
         if config.file_segmentation and config.segmentation_count_s > 0:
             # Voices heard at once in one chunk are different people: a floor on the count.
             floor = max(local_count(h.segmentation, config.segmentation_count_s) for h in usable)
             n_speakers = max(n_speakers, min(floor, config.max_speakers))
-    labels = cluster_windows(embeddings, recluster, min_windows, n_speakers)
+    labels = cluster_windows(embeddings[pure], recluster, min_windows * pure.mean(), n_speakers)
+    if not pure.all():
+        nearest = np.argmax(embeddings @ centroids_of(embeddings[pure], labels).T, axis=1)
+        nearest[pure] = labels
+        labels = relabel_by_appearance(nearest.astype(np.int64))
     while True:
-        centroids = centroids_of(embeddings, labels)
+        centroids = centroids_of(embeddings[pure], labels[pure])
         # The overlap model was trained on GE2E scores: it hears them whatever clusters.
-        named = centroids_of(ge2e, labels) if campplus else None
+        named = centroids_of(ge2e[pure], labels[pure]) if campplus else None
         segments = [
             s
             for h, space in zip(usable, spaces, strict=True)
@@ -316,6 +328,30 @@ def resegment(
                     start, end = float(frames[lo + a]), float(frames[lo + b - 1] + frame_s)
                     segments.append(Segment(start, end, int(second[a]), history.channel))
     return segments
+
+
+def window_purity(history: SpeakerHistory) -> npt.NDArray[np.float64]:
+    """Per embedded window, the largest share of its speech that one local speaker of the
+    segmentation holds alone (1: one voice throughout; 0 without a segmentation or where no
+    chunk covers the window whole)."""
+    local = history.segmentation
+    purity = np.zeros(len(history.window_start))
+    if local is None or len(local.probs) == 0:
+        return purity
+    step = FRAME_STEP / SAMPLE_RATE
+    centre = FRAME_CENTRE / SAMPLE_RATE
+    chunk_start = local.chunk_offsets * step
+    for w, (start, end) in enumerate(zip(history.window_start, history.window_end, strict=True)):
+        inside = np.flatnonzero((chunk_start <= start) & (chunk_start + FRAMES * step >= end))
+        for c in inside:
+            lo = max(0, int(np.ceil((start - chunk_start[c] - centre) / step)))
+            hi = min(FRAMES, int(np.floor((end - chunk_start[c] - centre) / step)) + 1)
+            probs = local.probs[c, lo:hi].astype(np.float64)
+            speech = float((1.0 - probs[:, 0]).sum())
+            if speech > 0:
+                share = float(probs[:, 1 : 1 + LOCAL_SPEAKERS].sum(axis=0).max()) / speech
+                purity[w] = max(purity[w], share)
+    return purity
 
 
 def local_count(local: LocalSegmentation | None, min_s: float) -> int:
