@@ -178,35 +178,21 @@ class SpeakerConfig(DetectorConfig):
         "local speakers, each mapped to the file's clusters.",
     )
     segmentation_step_s: float = Field(
-        5.0,
+        2.5,
         ge=1.0,
         le=10.0,
         description="Files with file_segmentation: time between 10 s chunks (s); each chunk "
         "costs about 45 ms of one core.",
     )
-    segmentation_speech_threshold: float = Field(
-        1.0,
-        ge=0,
-        le=1,
-        description="Files with file_segmentation: speech probability of the segmentation "
-        "above which a frame the gate missed is speech too (1: the gate alone).",
-    )
     segmentation_overlap_threshold: float = Field(
-        0.5,
+        0.4,
         ge=0,
         le=1,
         description="Files with file_segmentation: probability of two voices at once above "
         "which a frame is given to a second speaker (the most active other one).",
     )
-    segmentation_weight: float = Field(
-        0.0,
-        ge=0,
-        le=2,
-        description="Files with file_segmentation: weight of the local speakers' activity "
-        "added to the embeddings' frame scores when choosing a frame's speaker.",
-    )
     segmentation_purity: float = Field(
-        0.0,
+        0.6,
         ge=0,
         le=1,
         description="Files with file_segmentation: the clusters (and the count) are built on "
@@ -214,7 +200,7 @@ class SpeakerConfig(DetectorConfig):
         "the others follow their nearest cluster (0: all windows).",
     )
     segmentation_count_s: float = Field(
-        0.0,
+        1.0,
         ge=0,
         le=10,
         description="Files with file_segmentation: the number of speakers, when not given, is "

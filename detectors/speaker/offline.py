@@ -22,6 +22,20 @@ looking at everything at once. Here:
    gives a frame a probability above ``overlap_threshold``, the runner-up
    speaker is attributed too, for runs of at least ``MIN_OVERLAP_S``. Segments
    of different speakers may therefore overlap.
+
+With ``file_segmentation`` (opt-in), pyannote's segmentation-3.0
+(``detectors.speaker.segmentation``) has heard the file in 10 s chunks, and:
+
+- the clusters and the count are built on the windows where one local speaker
+  holds at least ``segmentation_purity`` of the speech alone (:func:`window_purity`);
+  the other windows, which straddle voices, follow their nearest cluster;
+- the count is at least the most local speakers one chunk holds with
+  ``segmentation_count_s`` of speech each (:func:`local_count`): voices heard in
+  the same 10 s are different people;
+- step 4 takes the model's probability of two voices at once
+  (``segmentation_overlap_threshold``) instead of the overlap model's, and the
+  second voice is the cluster the chunk's other local speaker was mapped to
+  (:func:`local_evidence`).
 """
 
 from __future__ import annotations
@@ -294,7 +308,10 @@ def resegment(
 
     With ``space`` (the windows' embeddings in another space than GE2E's, as from
     :func:`joined`) and ``ge2e_centroids``, ``centroids`` are in that space: frames are
-    scored there, and the overlap model hears the GE2E scores it was trained on."""
+    scored there, and the overlap model hears the GE2E scores it was trained on.
+
+    With ``segmentation`` (the detector's settings, ``file_segmentation`` on), the second
+    voice comes from the history's local segmentation instead (:func:`local_evidence`)."""
     scores = frame_scores(history, centroids, space)
     if scores is None:
         return []
@@ -303,9 +320,7 @@ def resegment(
     overlapped: npt.NDArray[np.bool_] | None
     evidence = local_evidence(history, scores) if segmentation is not None else None
     if segmentation is not None and evidence is not None:
-        speech, overlap, activity = evidence
-        voiced = voiced | (speech >= segmentation.segmentation_speech_threshold)
-        scores = (scores + segmentation.segmentation_weight * activity).astype(np.float32)
+        overlap, activity = evidence
         overlapped = (overlap >= segmentation.segmentation_overlap_threshold) & (len(centroids) > 1)
         second_scores = activity + 1e-3 * scores  # ties (no activity) go to the runner-up
     else:
@@ -365,10 +380,10 @@ def local_count(local: LocalSegmentation | None, min_s: float) -> int:
 
 def local_evidence(
     history: SpeakerHistory, scores: Matrix
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
     """What the local segmentation (``history.segmentation``) says about each gate frame:
-    the probability of speech, of two voices at once, and each cluster's activity
-    [frames, speakers] (None without a segmentation).
+    the probability of two voices at once, and each cluster's activity [frames, speakers]
+    (None without a segmentation).
 
     In every 10 s chunk, each local speaker's profile is the mean of ``scores`` (the
     frames' :func:`frame_scores`) weighted by the probability that it talks alone; the
@@ -384,7 +399,7 @@ def local_evidence(
     gate = np.searchsorted(history.frame_start, local.frame_times(), side="right") - 1
     gate = np.clip(gate, 0, len(scores) - 1)
     activity = np.zeros((n_frames, n_speakers))
-    speech, overlap, cover = np.zeros(n_frames), np.zeros(n_frames), np.zeros(n_frames)
+    overlap, cover = np.zeros(n_frames), np.zeros(n_frames)
     hamming = np.hamming(FRAMES) + 1e-3
     min_frames = MIN_LOCAL_S * SAMPLE_RATE / FRAME_STEP
     for chunk, offset in enumerate(local.chunk_offsets):
@@ -397,7 +412,6 @@ def local_evidence(
         weight, index = hamming[:n], gate[offset : offset + n]
         span = slice(int(offset), int(offset) + n)
         cover[span] += weight
-        speech[span] += weight * (1.0 - probs[:, 0])
         overlap[span] += weight * probs[:, 1 + LOCAL_SPEAKERS :].sum(axis=1)
         present = [j for j in range(LOCAL_SPEAKERS) if talks[:, j].sum() >= min_frames]
         if not present:
@@ -420,13 +434,12 @@ def local_evidence(
             activity[span, k] += weight * talks[:, j]
     covered = cover > 0
     activity[covered] /= cover[covered, None]
-    speech[covered] /= cover[covered]
     overlap[covered] /= cover[covered]
     # Onto the gate's 32 ms frames: the mean of the output frames whose centre falls in each.
     n_gate = len(scores)
     hits = np.bincount(gate, minlength=n_gate).astype(np.float64)
     found = np.maximum(hits, 1.0)
-    on_gate = [np.bincount(gate, weights=v, minlength=n_gate) / found for v in (speech, overlap)]
+    on_gate = np.bincount(gate, weights=overlap, minlength=n_gate) / found
     per_speaker = np.stack(
         [
             np.bincount(gate, weights=activity[:, k], minlength=n_gate) / found
@@ -434,7 +447,7 @@ def local_evidence(
         ],
         axis=1,
     )
-    return on_gate[0], on_gate[1], per_speaker
+    return on_gate, per_speaker
 
 
 def _overlapped(
