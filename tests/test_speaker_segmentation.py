@@ -181,3 +181,31 @@ def test_segmentation_lowers_the_error_on_the_room_fixtures() -> None:
         metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
         assert float(metric(truth, hypothesis, uem=uem)) < ceiling, name
         assert hypothesis.get_overlap().duration() > 1.0
+
+
+def test_segmentation_takes_silence_a_short_file_and_six_channels(tmp_path: Path) -> None:
+    """Bad input with the option on: no speech gives no speaker and no error, half a second
+    gives a clear answer, and each of six channels is segmented on its own."""
+    from config.pipeline import PipelineConfig
+    from stream.analyze import analyze_file
+    from tests.test_speaker_rooms import speaker_config
+
+    pipeline = PipelineConfig(detectors=[speaker_config(**SEGMENTED)])
+    root = Path(__file__).parent / "data"
+    silent = analyze_file(root / "vad_silence.flac", pipeline)["results"]["speaker_recognition"]
+    assert silent["speakers_detected"] == 0
+    assert silent["segments"] == []
+    audio, rate = sf.read(DATA / "room_2spk_overlap.flac", dtype="float32")
+    short = tmp_path / "short.wav"
+    sf.write(short, audio[rate * 3 : rate * 3 + rate // 2], rate)
+    section = analyze_file(short, pipeline)["results"]["speaker_recognition"]
+    assert section["speakers_detected"] <= 1
+    six = tmp_path / "six.wav"
+    gains = np.array([1.0, 0.8, 0.6, 0.5, 0.4, 0.3], dtype=np.float32)
+    sf.write(six, audio[:, None] * gains[None, :], rate)
+    document = analyze_file(six, pipeline)
+    section = document["results"]["speaker_recognition"]
+    assert document["audio_info"]["channels"] == 6
+    assert 1 <= section["speakers_detected"] <= 3
+    duration = len(audio) / rate
+    assert all(0 <= s["start"] < s["end"] <= duration + 0.05 for s in section["segments"])
