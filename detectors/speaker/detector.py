@@ -40,6 +40,7 @@ from detectors.speaker.encoder import SpeakerEncoder
 from detectors.speaker.frontend import normalize_volume, partial_mels
 from detectors.speaker.overlap import N_MELS, frame_logmel
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, match_names
+from detectors.speaker.segmentation import ChunkedSegmentation, LocalSegmentation
 from detectors.vad import (
     SILERO_FRAME,
     LevelNormaliser,
@@ -171,6 +172,42 @@ class SpeakerConfig(DetectorConfig):
         description="Files with ge2e+campplus: CAM++'s share of the joined cosine similarity "
         "(GE2E has the rest). CAM++ alone confused the synthetic voices (dev DER 18 %).",
     )
+    file_segmentation: bool = Field(
+        False,
+        description="Files: run pyannote's segmentation-3.0 (detectors.speaker.segmentation) "
+        "over 10 s chunks and take speech, overlapped speech and turn boundaries from its "
+        "local speakers, each mapped to the file's clusters.",
+    )
+    segmentation_step_s: float = Field(
+        2.5,
+        ge=1.0,
+        le=10.0,
+        description="Files with file_segmentation: time between 10 s chunks (s); each chunk "
+        "costs about 45 ms of one core.",
+    )
+    segmentation_overlap_threshold: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="Files with file_segmentation: probability of two voices at once above "
+        "which a frame is given to a second speaker (the most active other one).",
+    )
+    segmentation_purity: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="Files with file_segmentation: the clusters (and the count) are built on "
+        "the windows where one local speaker holds at least this share of the speech alone; "
+        "the others follow their nearest cluster (0: all windows).",
+    )
+    segmentation_count_s: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="Files with file_segmentation: the number of speakers, when not given, is "
+        "at least the most local speakers one chunk holds with this much speech each "
+        "(0: no such floor).",
+    )
     campplus_recluster_distance: float = Field(
         0.35,
         gt=0,
@@ -201,6 +238,7 @@ class SpeakerHistory:
     online: npt.NDArray[np.int64]  # the online cluster of each window (-1: none yet)
     frame_logmel: npt.NDArray[np.float32] | None = None  # [frames, 40], for overlap detection
     campplus: Matrix | None = None  # [windows, 192] CAM++ embeddings (ge2e+campplus only)
+    segmentation: LocalSegmentation | None = None  # local speakers (file_segmentation only)
 
 
 @dataclass
@@ -309,6 +347,11 @@ class SpeakerDetector(Detector):
             if config.keep_embeddings and config.file_encoder == "ge2e+campplus"
             else None
         )
+        self._segmentation = (
+            ChunkedSegmentation(config.segmentation_step_s)
+            if config.keep_embeddings and config.file_segmentation
+            else None
+        )
         self._profiles = profiles if profiles is not None else load_profiles(config)
         self._gate = SpeechGate(config, sample_rate)
         self._clusterer = OnlineClusterer(
@@ -329,6 +372,8 @@ class SpeakerDetector(Detector):
     def reset(self) -> None:
         self._gate.reset()
         self._clusterer.reset()
+        if self._segmentation is not None:
+            self._segmentation.reset()
         self._audio = np.zeros(self.window, dtype=np.float32)
         self._voiced = np.zeros(self.window // FRAME, dtype=np.bool_)
         self._queue: list[_Hop] = []
@@ -363,6 +408,8 @@ class SpeakerDetector(Detector):
             n = len(voiced)
             frames = window.samples[: n * FRAME].reshape(n, FRAME)
             self._frames_logmel.append(frame_logmel(frames))
+        if self._segmentation is not None:
+            self._segmentation.push(window.samples)
         if len(self._queue) < self.config.batch:
             return []
         return self._drain()
@@ -387,6 +434,7 @@ class SpeakerDetector(Detector):
             online=windows[:, 2].astype(np.int64),
             frame_logmel=self._frames_logmel.array(),
             campplus=self._campplus_embeddings.array() if self._campplus else None,
+            segmentation=self._segmentation.result() if self._segmentation else None,
         )
 
     # -- embedding --------------------------------------------------------------------------

@@ -22,6 +22,20 @@ looking at everything at once. Here:
    gives a frame a probability above ``overlap_threshold``, the runner-up
    speaker is attributed too, for runs of at least ``MIN_OVERLAP_S``. Segments
    of different speakers may therefore overlap.
+
+With ``file_segmentation`` (opt-in), pyannote's segmentation-3.0
+(``detectors.speaker.segmentation``) has heard the file in 10 s chunks, and:
+
+- the clusters and the count are built on the windows where one local speaker
+  holds at least ``segmentation_purity`` of the speech alone (:func:`window_purity`);
+  the other windows, which straddle voices, follow their nearest cluster;
+- the count is at least the most local speakers one chunk holds with
+  ``segmentation_count_s`` of speech each (:func:`local_count`): voices heard in
+  the same 10 s are different people;
+- step 4 takes the model's probability of two voices at once
+  (``segmentation_overlap_threshold``) instead of the overlap model's, and the
+  second voice is the cluster the chunk's other local speaker was mapped to
+  (:func:`local_evidence`).
 """
 
 from __future__ import annotations
@@ -29,6 +43,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,10 +58,21 @@ from detectors.speaker.clustering import (
 )
 from detectors.speaker.detector import SpeakerConfig, SpeakerHistory
 from detectors.speaker.overlap import load_model
+from detectors.speaker.segmentation import (
+    FRAME_CENTRE,
+    FRAME_STEP,
+    FRAMES,
+    LOCAL_SPEAKERS,
+    POWERSET,
+    SAMPLE_RATE,
+    LocalSegmentation,
+)
 
 MIN_RUN_S = 0.5  # shorter single-speaker runs inside speech join a neighbour
 MIN_REGION_S = 0.1  # shorter speech regions are dropped
 MIN_OVERLAP_S = 0.3  # shorter runs of a second voice are not reported
+MIN_PURE_WINDOWS = 10  # fewer windows one voice holds: cluster them all
+MIN_LOCAL_S = 0.2  # a local speaker of the segmentation talking less in its chunk is ignored
 ONLINE_MIN_WINDOWS = 3  # an online speaker counts once this many windows were assigned to it
 
 
@@ -87,16 +113,30 @@ def diarize(
     embeddings = np.concatenate([s for s in spaces if s is not None]) if campplus else ge2e
     recluster = config.campplus_recluster_distance if campplus else config.recluster_distance
     min_windows = config.min_speaker_s / _hop_s(usable[0])
+    pure = np.ones(len(embeddings), np.bool_)
+    if config.file_segmentation and config.segmentation_purity > 0:
+        # Windows where one local voice holds the speech: the clusters are built on them.
+        found = np.concatenate([window_purity(h) for h in usable]) >= config.segmentation_purity
+        if found.sum() >= max(MIN_PURE_WINDOWS, min_windows):
+            pure = found
     if n_speakers is None:
         online = np.concatenate([h.online for h in usable])
         # The count is GE2E's vote either way: its cuts were calibrated there, and on the room
         # dev set it was within one more often than cuts of the joined embeddings (27 vs 26).
-        n_speakers = estimate_count(ge2e, online, config, min_windows)
-    labels = cluster_windows(embeddings, recluster, min_windows, n_speakers)
+        n_speakers = estimate_count(ge2e[pure], online[pure], config, min_windows * pure.mean())
+        if config.file_segmentation and config.segmentation_count_s > 0:
+            # Voices heard at once in one chunk are different people: a floor on the count.
+            floor = max(local_count(h.segmentation, config.segmentation_count_s) for h in usable)
+            n_speakers = max(n_speakers, min(floor, config.max_speakers))
+    labels = cluster_windows(embeddings[pure], recluster, min_windows * pure.mean(), n_speakers)
+    if not pure.all():
+        nearest = np.argmax(embeddings @ centroids_of(embeddings[pure], labels).T, axis=1)
+        nearest[pure] = labels
+        labels = relabel_by_appearance(nearest.astype(np.int64))
     while True:
-        centroids = centroids_of(embeddings, labels)
+        centroids = centroids_of(embeddings[pure], labels[pure])
         # The overlap model was trained on GE2E scores: it hears them whatever clusters.
-        named = centroids_of(ge2e, labels) if campplus else None
+        named = centroids_of(ge2e[pure], labels[pure]) if campplus else None
         segments = [
             s
             for h, space in zip(usable, spaces, strict=True)
@@ -111,7 +151,20 @@ def diarize(
         if len(centroids) <= n_speakers or talk.min() >= config.min_speaker_s:
             break
         labels = merge_cluster(embeddings, labels, int(np.argmin(talk)))
-    if config.overlap_threshold < 1.0 and len(centroids) > 1:
+    if config.file_segmentation and all(h.segmentation is not None for h in usable):
+        segments = [
+            s
+            for h, space in zip(usable, spaces, strict=True)
+            for s in resegment(
+                h,
+                centroids,
+                config.turn_pause_s,
+                ge2e_centroids=named,
+                space=space,
+                segmentation=config,
+            )
+        ]
+    elif config.overlap_threshold < 1.0 and len(centroids) > 1:
         segments = [
             s
             for h, space in zip(usable, spaces, strict=True)
@@ -248,22 +301,35 @@ def resegment(
     *,
     ge2e_centroids: Matrix | None = None,
     space: Matrix | None = None,
+    segmentation: SpeakerConfig | None = None,
 ) -> list[Segment]:
     """Frame-level speaker turns of one channel (see the module docstring, step 3); with
     ``overlap_threshold`` below 1, also the second voice of overlapped speech (step 4).
 
     With ``space`` (the windows' embeddings in another space than GE2E's, as from
     :func:`joined`) and ``ge2e_centroids``, ``centroids`` are in that space: frames are
-    scored there, and the overlap model hears the GE2E scores it was trained on."""
+    scored there, and the overlap model hears the GE2E scores it was trained on.
+
+    With ``segmentation`` (the detector's settings, ``file_segmentation`` on), the second
+    voice comes from the history's local segmentation instead (:func:`local_evidence`)."""
     scores = frame_scores(history, centroids, space)
     if scores is None:
         return []
+    voiced = history.frame_voiced
+    second_scores: npt.NDArray[np.floating[Any]] = scores
+    overlapped: npt.NDArray[np.bool_] | None
+    evidence = local_evidence(history, scores) if segmentation is not None else None
+    if segmentation is not None and evidence is not None:
+        overlap, activity = evidence
+        overlapped = (overlap >= segmentation.segmentation_overlap_threshold) & (len(centroids) > 1)
+        second_scores = activity + 1e-3 * scores  # ties (no activity) go to the runner-up
+    else:
+        heard = scores if ge2e_centroids is None else frame_scores(history, ge2e_centroids)
+        overlapped = _overlapped(history, heard, overlap_threshold) if heard is not None else None
     labels: Labels = np.argmax(scores, axis=1)
-    heard = scores if ge2e_centroids is None else frame_scores(history, ge2e_centroids)
-    overlapped = _overlapped(history, heard, overlap_threshold) if heard is not None else None
     frames, frame_s = history.frame_start, history.frame_s
     segments: list[Segment] = []
-    for lo, hi in _runs(_bridge(history.frame_voiced, round(pause_s / frame_s))):
+    for lo, hi in _runs(_bridge(voiced, round(pause_s / frame_s))):
         if (hi - lo) * frame_s < MIN_REGION_S:
             continue
         region = _smooth(labels[lo:hi], max(1, round(MIN_RUN_S / frame_s)))
@@ -271,12 +337,117 @@ def resegment(
             start, end = float(frames[lo + a]), float(frames[lo + b - 1] + frame_s)
             segments.append(Segment(start, end, int(region[a]), history.channel))
         if overlapped is not None:
-            second = _second_voice(scores[lo:hi], region, overlapped[lo:hi])
+            second = _second_voice(second_scores[lo:hi], region, overlapped[lo:hi])
             for a, b in _runs_of_labels(second):
                 if second[a] >= 0 and (b - a) * frame_s >= MIN_OVERLAP_S:
                     start, end = float(frames[lo + a]), float(frames[lo + b - 1] + frame_s)
                     segments.append(Segment(start, end, int(second[a]), history.channel))
     return segments
+
+
+def window_purity(history: SpeakerHistory) -> npt.NDArray[np.float64]:
+    """Per embedded window, the largest share of its speech that one local speaker of the
+    segmentation holds alone (1: one voice throughout; 0 without a segmentation or where no
+    chunk covers the window whole)."""
+    local = history.segmentation
+    purity = np.zeros(len(history.window_start))
+    if local is None or len(local.probs) == 0:
+        return purity
+    step = FRAME_STEP / SAMPLE_RATE
+    centre = FRAME_CENTRE / SAMPLE_RATE
+    chunk_start = local.chunk_offsets * step
+    for w, (start, end) in enumerate(zip(history.window_start, history.window_end, strict=True)):
+        inside = np.flatnonzero((chunk_start <= start) & (chunk_start + FRAMES * step >= end))
+        for c in inside:
+            lo = max(0, int(np.ceil((start - chunk_start[c] - centre) / step)))
+            hi = min(FRAMES, int(np.floor((end - chunk_start[c] - centre) / step)) + 1)
+            probs = local.probs[c, lo:hi].astype(np.float64)
+            speech = float((1.0 - probs[:, 0]).sum())
+            if speech > 0:
+                share = float(probs[:, 1 : 1 + LOCAL_SPEAKERS].sum(axis=0).max()) / speech
+                purity[w] = max(purity[w], share)
+    return purity
+
+
+def local_count(local: LocalSegmentation | None, min_s: float) -> int:
+    """The most local speakers any one chunk of ``local`` holds with at least ``min_s`` of
+    speech each (0 without a segmentation)."""
+    if local is None or len(local.activity) == 0:
+        return 0
+    talk_s = local.activity.sum(axis=1) * FRAME_STEP / SAMPLE_RATE  # [chunks, 3]
+    return int((talk_s >= min_s).sum(axis=1).max())
+
+
+def local_evidence(
+    history: SpeakerHistory, scores: Matrix
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """What the local segmentation (``history.segmentation``) says about each gate frame:
+    the probability of two voices at once, and each cluster's activity [frames, speakers]
+    (None without a segmentation).
+
+    In every 10 s chunk, each local speaker's profile is the mean of ``scores`` (the
+    frames' :func:`frame_scores`) weighted by the probability that it talks alone; the
+    chunk's local speakers take distinct clusters, the best-matching assignment
+    (Hungarian), extra ones their best, and lend those clusters their activity. Chunks are
+    averaged with a Hamming window, as pyannote aggregates them."""
+    from scipy.optimize import linear_sum_assignment
+
+    local = history.segmentation
+    if local is None or local.frames == 0 or len(local.probs) == 0 or len(scores) == 0:
+        return None
+    n_frames, n_speakers = local.frames, scores.shape[1]
+    gate = np.searchsorted(history.frame_start, local.frame_times(), side="right") - 1
+    gate = np.clip(gate, 0, len(scores) - 1)
+    activity = np.zeros((n_frames, n_speakers))
+    overlap, cover = np.zeros(n_frames), np.zeros(n_frames)
+    hamming = np.hamming(FRAMES) + 1e-3
+    min_frames = MIN_LOCAL_S * SAMPLE_RATE / FRAME_STEP
+    for chunk, offset in enumerate(local.chunk_offsets):
+        n = min(FRAMES, n_frames - int(offset))
+        if n <= 0:
+            continue
+        probs = local.probs[chunk, :n].astype(np.float64)
+        talks = probs @ POWERSET.astype(np.float64)  # [n, 3]
+        alone = probs[:, 1 : 1 + LOCAL_SPEAKERS]
+        weight, index = hamming[:n], gate[offset : offset + n]
+        span = slice(int(offset), int(offset) + n)
+        cover[span] += weight
+        overlap[span] += weight * probs[:, 1 + LOCAL_SPEAKERS :].sum(axis=1)
+        present = [j for j in range(LOCAL_SPEAKERS) if talks[:, j].sum() >= min_frames]
+        if not present:
+            continue
+        profiles = np.stack(
+            [
+                (alone[:, j] if alone[:, j].sum() >= min_frames else talks[:, j])
+                @ scores[index]
+                / max(
+                    1e-9,
+                    float((alone[:, j] if alone[:, j].sum() >= min_frames else talks[:, j]).sum()),
+                )
+                for j in present
+            ]
+        )
+        rows, cols = linear_sum_assignment(-profiles)
+        mapped = np.argmax(profiles, axis=1)
+        mapped[rows] = cols
+        for j, k in zip(present, mapped, strict=True):
+            activity[span, k] += weight * talks[:, j]
+    covered = cover > 0
+    activity[covered] /= cover[covered, None]
+    overlap[covered] /= cover[covered]
+    # Onto the gate's 32 ms frames: the mean of the output frames whose centre falls in each.
+    n_gate = len(scores)
+    hits = np.bincount(gate, minlength=n_gate).astype(np.float64)
+    found = np.maximum(hits, 1.0)
+    on_gate = np.bincount(gate, weights=overlap, minlength=n_gate) / found
+    per_speaker = np.stack(
+        [
+            np.bincount(gate, weights=activity[:, k], minlength=n_gate) / found
+            for k in range(n_speakers)
+        ],
+        axis=1,
+    )
+    return on_gate, per_speaker
 
 
 def _overlapped(
@@ -292,7 +463,9 @@ def _overlapped(
     return flags
 
 
-def _second_voice(scores: Matrix, primary: Labels, overlapped: npt.NDArray[np.bool_]) -> Labels:
+def _second_voice(
+    scores: npt.NDArray[np.floating[Any]], primary: Labels, overlapped: npt.NDArray[np.bool_]
+) -> Labels:
     """Per frame, the speaker heard besides ``primary`` where ``overlapped`` (else -1): the
     next most alike speaker."""
     rows = np.arange(len(scores))
