@@ -145,21 +145,33 @@ def test_streaming_and_file_agree_within_a_stated_error(
         assert value < 0.65, (n, value)
 
 
-def test_overlapped_speech_reaches_the_rttm_as_overlapping_segments(tmp_path: Path) -> None:
+def analyze_overlap_fixture(
+    tmp_path: Path, detector_lines: str, *options: str
+) -> tuple[list[dict[str, Any]], Annotation, Timeline, Timeline]:
+    """``analyze`` of the two-voice overlap fixture with the speaker detector configured by
+    ``detector_lines``: the result's segments, the RTTM as written (checked to hold the
+    same segments), its overlapped stretches and the reference's."""
     from stream.cli import main
 
-    path = ROOMS / "room_2spk_overlap.flac"
     rttm, out = tmp_path / "out.rttm", tmp_path / "out.json"
     config = tmp_path / "pipeline.toml"
-    config.write_text('[[detectors]]\ntype = "speaker"\noverlap_threshold = 0.5\n')
-    argv = ["analyze", str(path), "--json", str(out), "--rttm", str(rttm), "--speakers", "2"]
-    assert main([*argv, "--config", str(config)]) == 0
-    segments = json.loads(out.read_text())["results"]["speaker_recognition"]["segments"]
+    config.write_text('[[detectors]]\ntype = "speaker"\n' + detector_lines)
+    argv = ["analyze", str(ROOMS / "room_2spk_overlap.flac"), "--json", str(out)]
+    assert main([*argv, "--rttm", str(rttm), *options, "--config", str(config)]) == 0
+    segments: list[dict[str, Any]] = json.loads(out.read_text())["results"]["speaker_recognition"][
+        "segments"
+    ]
     annotation = load_rttm(str(rttm))["room_2spk_overlap"]
     assert len(annotation) == len(segments)
-    assert len(annotation.labels()) == 2
-    found = annotation.get_overlap()
     truth = reference("room_2spk_overlap").get_overlap()
+    return segments, annotation, annotation.get_overlap(), truth
+
+
+def test_overlapped_speech_reaches_the_rttm_as_overlapping_segments(tmp_path: Path) -> None:
+    segments, annotation, found, truth = analyze_overlap_fixture(
+        tmp_path, "overlap_threshold = 0.5\n", "--speakers", "2"
+    )
+    assert len(annotation.labels()) == 2
     # Measured at overlap_threshold 0.5: 0.38 s of overlapping segments, all of it where two
     # people do talk at once (of 5.0 s: the model is precise rather than thorough; at the
     # default 0.8 it marks none on this file).

@@ -7,7 +7,6 @@ log-probabilities [589, 7] of its first 10 s (zero-padded).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -136,23 +135,11 @@ def test_segmentation_puts_overlapped_speech_in_the_rttm(tmp_path: Path) -> None
     analysis finds both voices without being told how many, and its RTTM overlaps where they
     do. Measured: 2 speakers, 3.46 s of overlapping segments, 3.40 s of it truly overlapped
     (of 5.0 s); DER 9.8 % (37.8 % without, one speaker found)."""
-    from pyannote.database.util import load_rttm
+    from tests.test_speaker_rooms import analyze_overlap_fixture
 
-    from stream.cli import main
-
-    path = DATA / "room_2spk_overlap.flac"
-    rttm, out = tmp_path / "out.rttm", tmp_path / "out.json"
-    config = tmp_path / "pipeline.toml"
-    lines = [f"{k} = {str(v).lower()}" for k, v in SEGMENTED.items()]
-    config.write_text('[[detectors]]\ntype = "speaker"\n' + "\n".join(lines) + "\n")
-    argv = ["analyze", str(path), "--json", str(out), "--rttm", str(rttm)]
-    assert main([*argv, "--config", str(config)]) == 0
-    segments = json.loads(out.read_text())["results"]["speaker_recognition"]["segments"]
-    annotation = load_rttm(str(rttm))["room_2spk_overlap"]
-    assert len(annotation) == len(segments)
+    lines = "".join(f"{k} = {str(v).lower()}\n" for k, v in SEGMENTED.items())
+    _, annotation, found, truth = analyze_overlap_fixture(tmp_path, lines)
     assert len(annotation.labels()) == 2
-    found = annotation.get_overlap()
-    truth = load_rttm(str(DATA / "room_2spk_overlap.rttm"))["room_2spk_overlap"].get_overlap()
     assert found.duration() > 2.0
     assert found.crop(truth).duration() > 0.9 * found.duration()
 
