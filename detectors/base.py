@@ -9,14 +9,15 @@ those models.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 from stream.events import Event
-from stream.windowing import Window
+from stream.windowing import Samples, Window
 
 
 class DetectorConfig(BaseModel):
@@ -29,6 +30,15 @@ class DetectorConfig(BaseModel):
 T = TypeVar("T")
 
 
+@runtime_checkable
+class WorksAhead(Protocol):
+    """A shared resource that can do its work on a channel's samples before any window."""
+
+    stage: str  # the detector whose CPU time this work counts as
+
+    def preview(self, start: int, samples: Samples) -> None: ...
+
+
 class ChannelResources:
     """What the detectors of one channel may share, built by the first that asks.
 
@@ -38,6 +48,8 @@ class ChannelResources:
 
     def __init__(self) -> None:
         self._items: dict[Hashable, Any] = {}
+        self.cpu_s: dict[str, float] = {}
+        """This thread's CPU seconds in :meth:`preview`, by the stage it counts as."""
 
     def get(self, key: Hashable, make: Callable[[], T]) -> T:
         """The resource under ``key``, made by ``make`` the first time."""
@@ -45,6 +57,16 @@ class ChannelResources:
             self._items[key] = make()
         item: T = self._items[key]
         return item
+
+    def preview(self, start: int, samples: Samples) -> None:
+        """The channel's next samples (from analysis sample ``start``), before the detectors
+        see them: resources that batch their work (:class:`WorksAhead`) do it now."""
+        for item in self._items.values():
+            if isinstance(item, WorksAhead):
+                cpu = time.thread_time()
+                item.preview(start, samples)
+                spent = time.thread_time() - cpu
+                self.cpu_s[item.stage] = self.cpu_s.get(item.stage, 0.0) + spent
 
 
 class Detector(ABC):

@@ -49,6 +49,12 @@ oversampled true peak) then stay small enough for the C heap to reuse. Whole 16k
 blocks of 48 kHz stereo, interleaved with the detectors' long-lived allocations, made the
 heap grow by 70 MB per minute of audio (glibc fragmentation, not Python objects)."""
 
+LOOKAHEAD_S = 10.0
+"""Seconds of the 16 kHz signal the detectors are handed at a time, so that Silero judges
+312 frames in one call (its LSTM stepping through them inside the graph: 40 us per frame
+instead of 70 frame by frame, same probabilities). Longer buys nothing more (runs of 64
+frames already cost 41 us each) and makes the heap's peak vary more (bench/file_analysis.py)."""
+
 _DOCUMENT_EVENTS = (SpeechEnded, HeritageClassified)
 """The events a file's result document is made of (voice activity, heritage timeline)."""
 
@@ -261,8 +267,9 @@ def _analyze(
         events.extend(e for e in batch if isinstance(e, _DOCUMENT_EVENTS))
 
     runner = SourceRunner(
-        source, config, keep, Metrics(), tap=_with_progress(scan, progress, duration)
-    )
+        source, config, keep, Metrics(), tap=_with_progress(scan, progress, duration),
+        lookahead_s=LOOKAHEAD_S,
+    )  # fmt: skip
     with times.stage("load_models"):
         runner.prepare()
     with times.stage("pipeline"):

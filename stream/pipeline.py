@@ -54,7 +54,7 @@ class _Stage:
 
     def run(self, samples: Samples) -> list[Event]:
         events: list[Event] = []
-        for window in self.windower.push(samples):
+        for window in self.windower.windows(samples):
             started = time.perf_counter()
             cpu = time.thread_time()
             events.extend(self.detector.process(window))
@@ -78,15 +78,25 @@ class ChannelChain:
         metrics: Metrics | None = None,
         recorder: ChannelRecorder | None = None,
         tap: AnalysisTap | None = None,
+        lookahead: int = 0,
     ) -> None:
         self.channel = channel
+        # File analysis: samples gathered so that shared resources batch their work over
+        # them (ChannelResources.preview) before the detectors see them, block by block as
+        # they came (their memory stays that of small blocks); 0 live.
+        self._lookahead = lookahead
+        # Held samples are copied into one buffer made once: blocks held for seconds and
+        # then freed among the detectors' allocations would fragment the C heap.
+        self._hold = np.empty(2 * lookahead, np.float32)
+        self._held: list[int] = []  # the lengths of the blocks held, in order
+        self._held_samples = 0
         self._tap = tap
         self.rate = out_rate
         self.position = position  # analysis samples since stream start
         self._resampler = Resampler(in_rate, out_rate)
         self._recorder = recorder
         self._stages: list[_Stage] = []
-        resources = ChannelResources()
+        self._resources = resources = ChannelResources()
         for config in detectors:
             detector = build_detector(config, channel, out_rate)
             window, hop = detector.window_samples()
@@ -109,7 +119,7 @@ class ChannelChain:
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each detector type has spent on this channel so far."""
-        spent: dict[str, float] = {}
+        spent = dict(self._resources.cpu_s)  # work shared ahead of the windows
         for stage in self._stages:
             name = stage.detector.name
             spent[name] = spent.get(name, 0.0) + stage.cpu_s
@@ -122,11 +132,11 @@ class ChannelChain:
     def finish(self) -> list[Event]:
         """End of stream: flush the resampler and close every detector's open state."""
         events = self._analyse(self._resampler.process(np.zeros(0, np.float32), last=True))
-        return events + self._close_detectors()
+        return events + self._release() + self._close_detectors()
 
     def interrupt(self) -> list[Event]:
         """The audio broke off here: close every detector's open state and start afresh."""
-        events = self._close_detectors()
+        events = self._release() + self._close_detectors()
         for stage in self._stages:
             stage.detector.reset()
         self._resampler.reset()
@@ -150,10 +160,37 @@ class ChannelChain:
         return events
 
     def _analyse(self, samples: Samples) -> list[Event]:
-        start = self.position
-        self.position += len(samples)
         if self._tap is not None:
             self._tap(self.channel, samples)
+        if not self._lookahead:
+            return self._detect(samples)
+        n = len(samples)
+        events = self._release() if self._held_samples + n > len(self._hold) else []
+        if n > len(self._hold):
+            return events + self._detect(samples)
+        self._hold[self._held_samples : self._held_samples + n] = samples
+        self._held.append(n)
+        self._held_samples += n
+        return events + (self._release() if self._held_samples >= self._lookahead else [])
+
+    def _release(self) -> list[Event]:
+        """Preview the held samples as one run, then analyse them block by block."""
+        if not self._held_samples:
+            return []
+        self._resources.preview(self.position, self._hold[: self._held_samples])
+        events: list[Event] = []
+        offset = 0
+        for n in self._held:
+            events.extend(self._detect(self._hold[offset : offset + n], preview=False))
+            offset += n
+        self._held, self._held_samples = [], 0
+        return events
+
+    def _detect(self, samples: Samples, *, preview: bool = True) -> list[Event]:
+        start = self.position
+        self.position += len(samples)
+        if preview:
+            self._resources.preview(start, samples)
         events: list[Event] = []
         for stage in self._stages:
             events.extend(stage.run(samples))
@@ -177,8 +214,10 @@ class SourceRunner:
         tap: AnalysisTap | None = None,
         run_id: str | None = None,
         seq: SeqCounter | None = None,
+        lookahead_s: float = 0.0,
     ) -> None:
         self.source = source
+        self._lookahead_s = lookahead_s
         self.run_id = run_id if run_id is not None else str(uuid.uuid4())
         """Stamped on every event: a new UUID per daemon start (shared by its sources)."""
         self._recording = recording
@@ -300,6 +339,7 @@ class SourceRunner:
             ChannelChain(
                 c, source.sample_rate, rate, self.config.detectors, position=start,
                 metrics=self._metrics, recorder=self._recorder_for(c), tap=self._tap,
+                lookahead=round(self._lookahead_s * rate),
             )
             for c in range(source.channels)
         ]  # fmt: skip

@@ -7,6 +7,7 @@ never on how they were chunked.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,15 @@ class Windower:
 
     def push(self, chunk: Samples) -> list[Window]:
         """Append ``chunk`` and return every window it completes, in order."""
-        out: list[Window] = []
+        return list(self.windows(chunk))
+
+    def windows(self, chunk: Samples) -> Iterator[Window]:
+        """Append ``chunk``, yielding each window it completes as soon as it is complete.
+
+        One window exists at a time if the caller lets each go: a minute of audio (file
+        analysis's lookahead) at a 0.1 s hop would otherwise be 600 windows held at once.
+        Consume the iterator to the end before pushing again.
+        """
         data = np.asarray(chunk, dtype=np.float32)
         while len(data):
             data = self._skip_gap(data)
@@ -71,8 +80,7 @@ class Windower:
             self._buf[self._fill : self._fill + take] = data[:take]
             self._fill += take
             data = data[take:]
-            self._emit(out)
-        return out
+            yield from self._emit()
 
     def _skip_gap(self, data: Samples) -> Samples:
         """Drop incoming samples that fall before the next window (hop > window)."""
@@ -82,13 +90,13 @@ class Windower:
             return data[skip:]
         return data
 
-    def _emit(self, out: list[Window]) -> None:
+    def _emit(self) -> Iterator[Window]:
         end = self._buf_start + self._fill
         while self._next + self.window <= end:
             offset = self._next - self._buf_start
             samples = self._buf[offset : offset + self.window].copy()
-            out.append(Window(self.channel, self._next, samples, self.sample_rate))
             self._next += self.hop
+            yield Window(self.channel, self._next - self.hop, samples, self.sample_rate)
         drop = min(self._next - self._buf_start, self._fill)
         if drop > 0:
             keep = self._fill - drop

@@ -39,7 +39,7 @@ def test_analyze_writes_the_result_document_with_voice_activity(tmp_path: Path) 
     for got, (start, end) in zip(segments, expected["speech"], strict=True):
         assert got["start"] == pytest.approx(start, abs=0.15)
         assert got["end"] == pytest.approx(end, abs=0.3)
-    assert doc["provenance"]["models"]["vad"].startswith("silero_vad_16k_op15.onnx sha256:")
+    assert doc["provenance"]["models"]["vad"].startswith("silero_vad_16k_seq.onnx sha256:")
 
 
 def test_analyze_to_stdout_and_several_files() -> None:

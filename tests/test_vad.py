@@ -12,6 +12,7 @@ import soundfile as sf
 from config.pipeline import PipelineConfig
 from detectors.scoring import Segments, frame_f1
 from detectors.vad import LevelNormaliser, SileroFrames, VadConfig, VadDetector
+from stream.events import Event
 from tests.conftest import DATA, run_file, truth
 
 RATE = 16000
@@ -68,31 +69,70 @@ def test_silero_state_is_carried_between_frames_and_cleared_by_reset() -> None:
     assert frames.probability(chunk) == pytest.approx(first, abs=1e-6)
 
 
-def test_silero_frames_compute_what_the_session_computes_frame_by_frame() -> None:
-    """The bound buffers give the probabilities of plain ``session.run`` calls that
-    carry the state and the 64-sample context, also after a reset."""
+def original_probabilities(chunks: npt.NDArray[np.float32]) -> list[float]:
+    """Silero as exported upstream (silero_vad_16k_op15.onnx), one plain ``session.run``
+    per frame carrying the state and the 64-sample context."""
     from detectors.onnx import onnx_session
     from detectors.vad import SILERO_CONTEXT, SILERO_MODEL
 
-    session = onnx_session(SILERO_MODEL)
-    speech = read("vad_clean.flac")[16000 : 16000 + 40 * 512].astype(np.float32)
-    chunks = speech.reshape(40, 512)
+    session = onnx_session(SILERO_MODEL.with_name("silero_vad_16k_op15.onnx"))
+    state = np.zeros((2, 1, 128), np.float32)
+    context = np.zeros(SILERO_CONTEXT, np.float32)
+    expected = []
+    for chunk in chunks:
+        x = np.concatenate([context, chunk])[np.newaxis, :]
+        out, state = session.run(
+            None, {"input": x, "state": state, "sr": np.array(16000, np.int64)}
+        )
+        context = chunk[-SILERO_CONTEXT:]
+        expected.append(float(out[0, 0]))
+    return expected
+
+
+def test_the_shipped_silero_graph_computes_what_the_original_export_computes() -> None:
+    """tools/export_silero_lean.py's graph, frame by frame through the bound buffers and
+    as whole runs of frames, gives the upstream export's probabilities, state carried,
+    also after a reset (parity within float rounding; no decision moves)."""
+    speech = read("vad_clean.flac")[16000 : 16000 + 200 * 512].astype(np.float32)
+    chunks = speech.reshape(200, 512)
+    expected = np.array(original_probabilities(chunks))
     frames = SileroFrames(VadConfig(), 16000)
     for _ in range(2):
-        state = np.zeros((2, 1, 128), np.float32)
-        context = np.zeros(SILERO_CONTEXT, np.float32)
-        expected, got = [], []
-        for chunk in chunks:
-            x = np.concatenate([context, chunk])[np.newaxis, :]
-            out, state = session.run(
-                None, {"input": x, "state": state, "sr": np.array(16000, np.int64)}
-            )
-            context = chunk[-SILERO_CONTEXT:]
-            expected.append(float(out[0, 0]))
-            got.append(frames.probability(chunk))
-        assert got == expected
-        assert max(got) > 0.5 > min(got)  # speech and pauses both judged
+        one_by_one = np.array([frames.probability(chunk) for chunk in chunks])
         frames.reset()
+        # A run split unevenly, then frame by frame again: the state crosses every seam.
+        runs = np.concatenate(
+            [frames.probabilities(chunks[:7]), frames.probabilities(chunks[7:150])]
+            + [[frames.probability(chunk)] for chunk in chunks[150:]]
+        )
+        frames.reset()
+        for got in (one_by_one, runs):
+            assert np.abs(got - expected).max() < 1e-5
+            assert ((got >= 0.5) == (expected >= 0.5)).all()
+        assert expected.max() > 0.5 > expected.min()  # speech and pauses both judged
+
+
+def test_file_analysis_lookahead_judges_frames_as_the_live_path_does() -> None:
+    """Handing the detectors a minute at a time (Silero over runs of frames) finds the
+    segments that block-by-block analysis finds."""
+    import threading
+
+    from sinks.metrics import Metrics
+    from stream.pipeline import SourceRunner
+    from stream.sources import FileSource, FileSourceConfig
+
+    def segments(lookahead_s: float) -> list[tuple[float, float]]:
+        events: list[Event] = []
+        source = FileSource(FileSourceConfig(path=DATA / "vad_noise.flac", realtime=False))
+        config = PipelineConfig(detectors=[VadConfig()])
+        runner = SourceRunner(source, config, events.extend, Metrics(), lookahead_s=lookahead_s)
+        runner.run(threading.Event())
+        return [(e.t_start, e.t_end) for e in events if e.type == "speech.ended"]
+
+    live = segments(0.0)
+    assert len(live) >= 3
+    assert segments(60.0) == live
+    assert segments(3.3) == live  # a lookahead that splits the file unevenly
 
 
 @pytest.mark.parametrize(("engine", "rate"), [("silero", 8000), ("webrtc", 22050)])
