@@ -127,7 +127,16 @@ class VadConfig(DetectorConfig):
 def energy_db(samples: Samples) -> float:
     """Mean-square energy of a frame in dB relative to full scale, floored at -120."""
     # np.mean's own sum and division, without its Python wrapper (called per 32 ms frame).
-    power = float(np.add.reduce(np.square(samples, dtype=np.float64))) / len(samples)
+    return _power_db(float(np.add.reduce(np.square(samples, dtype=np.float64))) / len(samples))
+
+
+def energies_db(frames: Samples) -> list[float]:
+    """:func:`energy_db` of each row of ``frames`` (the same figures), summed at once."""
+    powers = np.add.reduce(np.square(frames, dtype=np.float64), axis=1) / frames.shape[1]
+    return [_power_db(p) for p in powers.tolist()]
+
+
+def _power_db(power: float) -> float:
     return 10.0 * math.log10(power) if power > 1e-12 else -120.0
 
 
@@ -323,7 +332,7 @@ class SileroFrameCache:
 
     stage = "vad"  # whose CPU the batched judging counts as (ChannelResources.preview)
 
-    def __init__(self, config: VadConfig, sample_rate: int, keep: int = 8192) -> None:
+    def __init__(self, config: VadConfig, sample_rate: int, keep: int = 4096) -> None:
         self._silero = SileroFrames(config, sample_rate)
         self._normaliser = LevelNormaliser(config, SILERO_FRAME / sample_rate)
         self._keep = keep
@@ -342,9 +351,9 @@ class SileroFrameCache:
 
         Its whole frames are judged at once (energies vectorised, Silero over the run of
         frames in one call, :meth:`SileroFrames.probabilities`) and served from the cache
-        as the windows ask; the judgements are those of frame-by-frame judging. File
-        analysis hands over 10 s at a time; a live block of 32 ms or less is left to
-        frame-by-frame judging.
+        as the windows ask; the judgements are those of frame-by-frame judging. Only file
+        analysis previews (10 s at a time, ``ChannelChain``'s lookahead); live blocks are
+        judged frame by frame as the windows ask.
         """
         end = start + len(samples)
         if self._ahead_end != start:
@@ -360,9 +369,7 @@ class SileroFrameCache:
             self._ahead, self._ahead_end = ahead[first - origin :].copy(), end
             return
         frames = ahead[first - origin : first - origin + n * SILERO_FRAME].reshape(n, SILERO_FRAME)
-        # energy_db's figures (its float64 sums and math.log10), a row at a time.
-        powers = np.add.reduce(np.square(frames, dtype=np.float64), axis=1) / SILERO_FRAME
-        energies = [10.0 * math.log10(p) if p > 1e-12 else -120.0 for p in powers.tolist()]
+        energies = energies_db(frames)
         gains = np.array([self._normaliser.gain_db(e) for e in energies])
         scale = (10.0 ** (gains / 20)).astype(np.float32)
         probabilities = self._silero.probabilities(frames * scale[:, None])

@@ -50,10 +50,10 @@ blocks of 48 kHz stereo, interleaved with the detectors' long-lived allocations,
 heap grow by 70 MB per minute of audio (glibc fragmentation, not Python objects)."""
 
 LOOKAHEAD_S = 10.0
-"""Seconds of the 16 kHz signal the detectors are handed at a time, so that Silero judges
-312 frames in one call (its LSTM stepping through them inside the graph: 40 us per frame
-instead of 70 frame by frame, same probabilities). Longer buys nothing more (runs of 64
-frames already cost 41 us each) and makes the heap's peak vary more (bench/file_analysis.py)."""
+"""Seconds of the 16 kHz signal held back so that Silero judges 312 frames at once (its
+LSTM stepping through them inside the graph: about 40 us per frame instead of 70 frame by
+frame, same probabilities) before the detectors get the blocks as they came. Longer buys
+nothing more: runs of 64 frames already cost 41 us each (docs/BENCHMARKS.md)."""
 
 _DOCUMENT_EVENTS = (SpeechEnded, HeritageClassified)
 """The events a file's result document is made of (voice activity, heritage timeline)."""

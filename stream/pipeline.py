@@ -181,16 +181,14 @@ class ChannelChain:
         events: list[Event] = []
         offset = 0
         for n in self._held:
-            events.extend(self._detect(self._hold[offset : offset + n], preview=False))
+            events.extend(self._detect(self._hold[offset : offset + n]))
             offset += n
         self._held, self._held_samples = [], 0
         return events
 
-    def _detect(self, samples: Samples, *, preview: bool = True) -> list[Event]:
+    def _detect(self, samples: Samples) -> list[Event]:
         start = self.position
         self.position += len(samples)
-        if preview:
-            self._resources.preview(start, samples)
         events: list[Event] = []
         for stage in self._stages:
             events.extend(stage.run(samples))

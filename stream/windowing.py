@@ -69,9 +69,9 @@ class Windower:
     def windows(self, chunk: Samples) -> Iterator[Window]:
         """Append ``chunk``, yielding each window it completes as soon as it is complete.
 
-        One window exists at a time if the caller lets each go: a minute of audio (file
-        analysis's lookahead) at a 0.1 s hop would otherwise be 600 windows held at once.
-        Consume the iterator to the end before pushing again.
+        One window exists at a time if the caller lets each go, however long the chunk
+        (a minute at a 0.1 s hop would otherwise be 600 windows held at once). Consume
+        the iterator to the end before pushing again.
         """
         data = np.asarray(chunk, dtype=np.float32)
         while len(data):

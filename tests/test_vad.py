@@ -113,8 +113,8 @@ def test_the_shipped_silero_graph_computes_what_the_original_export_computes() -
 
 
 def test_file_analysis_lookahead_judges_frames_as_the_live_path_does() -> None:
-    """Handing the detectors a minute at a time (Silero over runs of frames) finds the
-    segments that block-by-block analysis finds."""
+    """Holding samples back so that Silero judges runs of frames at once (file analysis's
+    lookahead) finds the segments that block-by-block analysis finds."""
     import threading
 
     from sinks.metrics import Metrics
