@@ -146,13 +146,19 @@ class NullSink:
             subprocess.run(["pactl", "unload-module", self.module], check=True)
             self.module = None
 
-    def play(self, path: Path) -> None:
+    def play(self, path: Path, latency_ms: int = 20) -> None:
         """Play a file into the sink, returning when it has been played."""
-        self.start_playing(path).wait(timeout=120)
+        self.start_playing(path, latency_ms).wait(timeout=120)
 
-    def start_playing(self, path: Path) -> subprocess.Popen[bytes]:
-        """Start playing a file into the sink (20 ms latency: an idle sink starts late)."""
-        return subprocess.Popen(["paplay", "--latency-msec=20", f"--device={self.name}", str(path)])
+    def start_playing(self, path: Path, latency_ms: int = 20) -> subprocess.Popen[bytes]:
+        """Start playing a file into the sink.
+
+        A short latency makes an idle sink start at once; a longer one rides out scheduling
+        hiccups on a busy machine without an underrun.
+        """
+        return subprocess.Popen(
+            ["paplay", f"--latency-msec={latency_ms}", f"--device={self.name}", str(path)]
+        )
 
 
 @pytest.fixture

@@ -35,6 +35,9 @@ type = "jsonl"
 path = "-"
 """
 
+# Shorter than any pause in vad_clean.flac, longer than a scheduling hiccup of the player.
+UNDERRUN_GAP_S = 0.5
+
 
 @pytest.fixture
 def daemon(tmp_path: Path, null_sink: NullSink) -> Iterator[DaemonProcess]:
@@ -53,17 +56,35 @@ def _is(kind: str, state: str | None = None) -> object:
 
 
 def _speech_segments(daemon: DaemonProcess, count: int) -> list[tuple[float, float]]:
-    ends = [daemon.wait_for(_is("speech.ended"), timeout=30) for _ in range(count)]
-    return [(e["t_start"], e["t_end"]) for e in ends]
+    """The speech segments the daemon reported, once it has heard the whole file and stopped.
+
+    A playback underrun on a busy machine puts a short silence into what the sink plays, which
+    splits a segment in two; fragments closer than ``UNDERRUN_GAP_S`` are joined again. The
+    file's own pauses between segments are all longer than a second.
+    """
+    for _ in range(count):
+        daemon.wait_for(_is("speech.ended"), timeout=30)
+    time.sleep(1.0)  # a fragment split off the last segment ends after it
+    assert daemon.stop() == 0
+    segments: list[tuple[float, float]] = []
+    for e in daemon.events:
+        if e["type"] != "speech.ended":
+            continue
+        if segments and e["t_start"] - segments[-1][1] < UNDERRUN_GAP_S:
+            segments[-1] = (segments[-1][0], e["t_end"])
+        else:
+            segments.append((e["t_start"], e["t_end"]))
+    return segments
 
 
 def test_speech_played_into_a_sink_is_detected_from_its_monitor(
     daemon: DaemonProcess, null_sink: NullSink
 ) -> None:
     daemon.wait_for(_is("source.status", "running"), timeout=15)
-    null_sink.play(DATA / "vad_clean.flac")
+    null_sink.play(DATA / "vad_clean.flac", latency_ms=100)
     expected = truth("vad_clean.flac")["speech"]
     got = _speech_segments(daemon, len(expected))
+    assert len(got) == len(expected), (got, expected)
     # Stream time starts when capture does, not playback, and a playback underrun on a busy
     # machine delays everything after it: compare each segment with the one before it.
     for i in range(1, len(expected)):
@@ -72,7 +93,6 @@ def test_speech_played_into_a_sink_is_detected_from_its_monitor(
         assert got_gap == pytest.approx(true_gap, abs=0.3), (got, expected)
     for (start, end), (t_start, t_end) in zip(got, expected, strict=True):
         assert end - start == pytest.approx(t_end - t_start, abs=0.35), (got, expected)
-    assert daemon.stop() == 0
     assert daemon.events[-1]["type"] == "source.status"
     assert daemon.events[-1]["state"] == "ended"
 
