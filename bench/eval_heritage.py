@@ -18,12 +18,17 @@ matrix, and how often non-heritage sound gets a heritage class at confidence >= 
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/eval_heritage.py \\
         --real /work/data/heritage_real --cache /work/data/heritage-cache \\
-        [--synthetic /work/data/heritage-corpus]
+        [--synthetic /work/data/heritage-corpus] [--scored OLD_MANIFEST.csv]
+
+``--scored`` judges a model fitted on a grown set on the clips an earlier one was judged on
+(every clip is still learnt from), so that the new data's effect is read apart from the
+new clips' own difficulty.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -79,9 +84,16 @@ def cost_per_audio_second(audio: list[np.ndarray], config: HeritageConfig) -> fl
 
 
 def real_recordings(
-    root: Path, synthetic: Path | None, vectorizer: Vectorizer, cache: Path | None
+    root: Path,
+    synthetic: Path | None,
+    vectorizer: Vectorizer,
+    cache: Path | None,
+    scored: Path | None = None,
 ) -> tuple[dict[str, Any], list[Example]]:
-    """Leave-one-source-out report on the real set at ``root`` (printed), and its clips."""
+    """Leave-one-source-out report on the real set at ``root`` (printed), and its clips.
+
+    With ``scored`` (a manifest), every clip is learnt from but only that manifest's clips
+    are scored: a model fitted on more data, judged on the same clips as an earlier one."""
     base = (
         Corpus.of(dataset_examples([synthetic / "train", synthetic / "val"]), vectorizer)
         if synthetic
@@ -90,10 +102,15 @@ def real_recordings(
     examples = dataset_examples([root])
     copies = archival_copies(examples, (cache or root.parent) / "archival")
     real = Corpus.of(examples + copies, vectorizer)
-    report, _ = real_leave_one_source_out(real, base, copies)
+    unscored: list[Example] = list(copies)
+    if scored is not None:
+        with scored.open(encoding="utf-8", newline="") as f:
+            listed = {row["clip_id"] for row in csv.DictReader(f)}
+        unscored += [e for e in examples if e.path.stem not in listed]
+    report, _ = real_leave_one_source_out(real, base, unscored)
     sources = len({e.source for e in real.examples})
-    print(f"\n== real recordings: {report['n']} clips from {sources} sources, "
-          "leave one source out")  # fmt: skip
+    print(f"\n== real recordings: {report['n']} clips scored, {len(examples)} from {sources} "
+          "sources learnt from, leave one source out")  # fmt: skip
     print(format_report(report))
     print(f"calibration: |mean confidence - accuracy| = {report['calibration_gap']:.3f}")
     print(f"synthetic base: {len(base.examples)} files, {len(base.y)} excerpts "
@@ -106,6 +123,7 @@ def main() -> None:
     parser.add_argument("--synthetic", type=Path, help="make_heritage_corpus output")
     parser.add_argument("--real", type=Path, help="real development set (manifest.csv)")
     parser.add_argument("--cache", type=Path, help="excerpt vector cache folder")
+    parser.add_argument("--scored", type=Path, help="score only this manifest's clips")
     parser.add_argument("--cost-minutes", type=float, default=10.0, help="audio timed")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -120,7 +138,9 @@ def main() -> None:
         parser.error("give --real, --synthetic or both")
     started = time.process_time()
     if args.real:
-        report, clips = real_recordings(args.real, args.synthetic, vectorizer, args.cache)
+        report, clips = real_recordings(
+            args.real, args.synthetic, vectorizer, args.cache, args.scored
+        )
         figures["real_leave_one_source_out"] = report
     if args.synthetic:
         test = Corpus.of(dataset_examples([args.synthetic / "test"]), vectorizer)

@@ -238,7 +238,9 @@ def card(out: Path, model: str, labels: list[str], wheel: Path | None) -> dict[s
             "package": f"musicnn {version('musicnn')}",
             "model": model,
             "licence": "ISC (detectors/models/LICENSE.musicnn)",
-            "training_data": "MagnaTagATune (MTT)",
+            "training_data": "MagnaTagATune (MTT)"
+            if "MTT" in model
+            else "Million Song Dataset (MSD)",
             "wheel": wheel.name if wheel else None,
             "wheel_sha256": sha256(wheel) if wheel else None,
             "checkpoint_data_sha256": sha256(data),
