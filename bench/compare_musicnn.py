@@ -36,8 +36,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import numpy.typing as npt
 
-import detectors.heritage.model as heritage_model
-import detectors.heritage.training as heritage_training
 from detectors.heritage.crossval import Corpus, real_leave_one_source_out
 from detectors.heritage.excerpt import excerpts, music_columns
 from detectors.heritage.features import N_FFT, SAMPLE_RATE
@@ -54,6 +52,9 @@ from detectors.onnx import onnx_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from train_heritage_model import archival_copies
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from heritage_variants import branches_read
 
 MSD_WIDTH = 50 + 200  # taggram + penultimate
 
@@ -124,29 +125,19 @@ def main() -> None:
     msd_columns = list(range(width - MSD_WIDTH, width))
     music = {"MTT": mtt, "MSD": hand + msd_columns, "MTT + MSD": mtt + msd_columns}
     gate = {"every column": list(range(width)), "all but MSD": list(range(width - MSD_WIDTH))}
-    shipped = heritage_model.branch_columns
     print(f"{len(real.examples) - len(copies)} real clips, {len(base.examples)} synthetic files")
     print("| gate reads | music branch reads | macro-F1 (six) | folk | classical | opera "
           "| chant | other | false accept |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for gate_name, gate_columns in gate.items():
         for music_name, music_columns_ in music.items():
-
-            def columns(
-                branch: str, width: int, m: list[int] = music_columns_, g: list[int] = gate_columns
-            ) -> list[int]:
-                return m if branch == "music" else g if branch == "gate" else shipped(branch, width)
-
-            heritage_model.branch_columns = columns  # type: ignore[assignment]
-            heritage_training.branch_columns = columns  # type: ignore[assignment]
-            report, _ = real_leave_one_source_out(real, base, copies)
+            with branches_read(music=music_columns_, gate=gate_columns):
+                report, _ = real_leave_one_source_out(real, base, copies)
             f1 = {c: v["f1"] for c, v in report["per_class"].items()}
             print(f"| {gate_name} | {music_name} | {report['macro_f1_heritage']:.3f} "
                   f"| {f1['folk_music']:.3f} | {f1['classical_music']:.3f} | {f1['opera']:.3f} "
                   f"| {f1['religious_chant']:.3f} | {f1['other']:.3f} "
                   f"| {report['non_heritage_false_accept']:.1%} |", flush=True)  # fmt: skip
-    heritage_model.branch_columns = shipped
-    heritage_training.branch_columns = shipped
     print(f"CPU {time.process_time() - started:.0f} s")
 
 
