@@ -25,7 +25,6 @@ parity references.)
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import time
@@ -37,17 +36,10 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.heritage.crossval import Corpus, real_leave_one_source_out
-from detectors.heritage.excerpt import excerpts, music_columns
-from detectors.heritage.features import N_FFT, SAMPLE_RATE
+from detectors.heritage.excerpt import Excerpt, music_columns
+from detectors.heritage.features import excerpt_level_dbfs
 from detectors.heritage.musicnn import MusicnnTagger
-from detectors.heritage.training import (
-    SILENCE_DBFS,
-    TRAIN_HOP_S,
-    Example,
-    Vectorizer,
-    dataset_examples,
-    read_mono_16k,
-)
+from detectors.heritage.training import Vectorizer, dataset_examples
 from detectors.onnx import onnx_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -59,49 +51,26 @@ from heritage_variants import branches_read
 MSD_WIDTH = 50 + 200  # taggram + penultimate
 
 
-class MsdVectors:
-    """MSD_musicnn's taggram and penultimate features of an example's kept excerpts."""
+class MsdFeaturizer:
+    """An excerpt's MSD_musicnn taggram and penultimate features, for :class:`Vectorizer`
+    (which keeps the excerpts, levels and silence rule of the shipped vectors)."""
 
-    def __init__(self, model: Path, cache: Path) -> None:
+    names = tuple(f"msd{i}" for i in range(MSD_WIDTH))
+
+    def __init__(self, model: Path) -> None:
         self.session = onnx_session(model)
-        self.cache = cache
-        cache.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, ex: Example) -> npt.NDArray[np.float32]:
-        key = f"{ex.path}-{ex.path.stat().st_size}-{ex.start_s:g}-{ex.end_s}-{TRAIN_HOP_S:g}"
-        cached = self.cache / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npy"
-        if cached.exists():
-            return np.asarray(np.load(cached), dtype=np.float32)
-        audio = read_mono_16k(ex.path)
-        last = None if ex.end_s is None else round(ex.end_s * SAMPLE_RATE)
-        audio = audio[round(ex.start_s * SAMPLE_RATE) : last]
-        rows = []
-        for start, end in excerpts(audio, TRAIN_HOP_S):
-            if _level_dbfs(audio[start:end]) < SILENCE_DBFS:
-                continue  # the shipped vectorizer leaves it out too
-            patch = MusicnnTagger.patches(MusicnnTagger.logmel(audio[start:end]))[:1]
-            taggram, penultimate = self.session.run(["taggram", "penultimate"], {"logmel": patch})
-            rows.append(np.concatenate([taggram[0], penultimate[0]]))
-        out = np.asarray(rows, dtype=np.float32).reshape(-1, MSD_WIDTH)
-        np.save(cached, out)
-        return out
+    def __call__(self, samples: npt.NDArray[np.float32]) -> Excerpt:
+        patch = MusicnnTagger.patches(MusicnnTagger.logmel(samples))[:1]
+        taggram, penultimate = self.session.run(["taggram", "penultimate"], {"logmel": patch})
+        vector = np.concatenate([taggram[0], penultimate[0]]).astype(np.float64)
+        return Excerpt(excerpt_level_dbfs(samples), vector)
 
 
-def _level_dbfs(x: npt.NDArray[np.float32]) -> float:
-    """The excerpt level as ``excerpt_vector`` computes it (zero-padded to four frames)."""
-    padded = np.pad(x.astype(np.float64), (0, max(0, N_FFT * 4 - len(x))))
-    rms = float(np.sqrt(np.mean(padded**2)))
-    return 20 * float(np.log10(rms)) if rms > 1e-6 else -120.0
-
-
-def with_msd(corpus: Corpus, msd: MsdVectors) -> Corpus:
+def with_msd(corpus: Corpus, msd: Vectorizer) -> Corpus:
     """The corpus with MSD's 250 columns appended to every row."""
-    extra = [msd(e) for e in corpus.examples]
-    counts = np.bincount(corpus.groups, minlength=len(corpus.examples))
-    for ex, rows, n in zip(corpus.examples, extra, counts, strict=True):
-        if len(rows) != n:
-            raise SystemExit(f"{ex.path}: {len(rows)} MSD rows for {n} excerpts")
-    x = np.concatenate([corpus.x, np.concatenate(extra).astype(np.float64)], axis=1)
+    extra = [msd.example(e) for e in corpus.examples]
+    x = np.concatenate([corpus.x, np.concatenate(extra)], axis=1)
     return Corpus(x, corpus.y, corpus.groups, corpus.examples)
 
 
@@ -113,7 +82,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, required=True, help="excerpt vector cache")
     args = parser.parse_args()
     started = time.process_time()
-    msd = MsdVectors(args.msd, args.cache / "msd")
+    # A cache folder of its own: the vector cache's key does not name the featurizer.
+    msd = Vectorizer(cache=args.cache / "msd", featurizer=MsdFeaturizer(args.msd))
     vectorizer = Vectorizer(cache=args.cache)
     examples = dataset_examples([args.real])
     copies = archival_copies(examples, args.cache / "archival")

@@ -28,11 +28,17 @@ import numpy.typing as npt
 
 import detectors.heritage.model as heritage_model
 import detectors.heritage.training as heritage_training
-from detectors.heritage.crossval import Corpus, file_report, leave_one_source_out
+from detectors.heritage.crossval import (
+    Corpus,
+    cross_fitted,
+    file_report,
+    leave_one_source_out,
+    mean_of_excerpts,
+)
 from detectors.heritage.excerpt import music_columns
 from detectors.heritage.features import FEATURE_NAMES
-from detectors.heritage.model import DEFAULT_MODEL, temper
-from detectors.heritage.training import Vectorizer, dataset_examples, fit_temperature
+from detectors.heritage.model import DEFAULT_MODEL
+from detectors.heritage.training import Vectorizer, dataset_examples
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from train_heritage_model import archival_copies
@@ -89,27 +95,19 @@ def _median(p: Matrix) -> Matrix:
 
 
 AGGREGATES: dict[str, Callable[[Matrix], Matrix]] = {
-    "mean (shipped)": lambda p: np.asarray(p.mean(axis=0), dtype=np.float64),
     "geometric mean": _geometric,
     "vote": _vote,
     "median": _median,
 }
+"""Other file scores than the shipped mean of the excerpts' (``crossval.mean_of_excerpts``)."""
 
 
-def report(real: Corpus, copies: list[Any], probs: Matrix, aggregate: str) -> dict[str, Any]:
-    """File scores of the real clips (copies learnt from, never scored), calibrated by
-    temperatures fitted on the other half of the sources, as the shipped evaluation."""
-    names = sorted({e.source for e in real.examples})
-    half = {s: i % 2 for i, s in enumerate(names)}
-    side = np.asarray([half[e.source] for e in real.examples])
-    truth = real.truth()
-    files = np.zeros((len(real.examples), probs.shape[1]))
-    for part in (0, 1):
-        fit_files = np.flatnonzero(side != part)
-        rows = np.isin(real.groups, fit_files)
-        t = fit_temperature(probs[rows], real.groups[rows], [truth[i] for i in fit_files])
-        for i in np.flatnonzero(side == part):
-            files[i] = AGGREGATES[aggregate](temper(probs[real.groups == i], t))
+def report(
+    real: Corpus, copies: list[Any], probs: Matrix, aggregate: Callable[[Matrix], Matrix]
+) -> dict[str, Any]:
+    """Scores of the real clips (copies learnt from, never scored), calibrated as the
+    shipped evaluation calibrates them."""
+    files, _ = cross_fitted(real, probs, aggregate)
     made = set(copies)
     scored = [i for i, e in enumerate(real.examples) if e not in made]
     return file_report([real.examples[i] for i in scored], files[scored])
@@ -136,7 +134,6 @@ def main() -> None:
     every = [i for i in range(len(FEATURE_NAMES)) if i not in music_columns()]
     c, w = heritage_training.BRANCH_C, heritage_training.SYNTHETIC_WEIGHT
     variants: dict[str, Any] = {
-        "shipped recipe": recipe(c, {}),
         "gate C 0.02": recipe(c, {"gate": 0.02}),
         "gate C 0.1": recipe(c, {"gate": 0.1}),
         "music C 0.01": recipe(c, {"music": 0.01}),
@@ -149,16 +146,14 @@ def main() -> None:
     print(f"{len(examples)} real clips; file score = mean of excerpt scores unless named")
     print("| variant | macro-F1 (six) | folk | chant | historical | false accept | calib. gap |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    shipped_probs = None
+    shipped = leave_one_source_out(real, base)
+    print(row("shipped recipe", report(real, copies, shipped, mean_of_excerpts)), flush=True)
     for name, change in variants.items():
         with change:
             probs = leave_one_source_out(real, base)
-        shipped_probs = probs if shipped_probs is None else shipped_probs
-        print(row(name, report(real, copies, probs, "mean (shipped)")), flush=True)
-    assert shipped_probs is not None
-    for aggregate in list(AGGREGATES)[1:]:
-        name = f"file score: {aggregate}"
-        print(row(name, report(real, copies, shipped_probs, aggregate)), flush=True)
+        print(row(name, report(real, copies, probs, mean_of_excerpts)), flush=True)
+    for name, aggregate in AGGREGATES.items():
+        print(row(f"file score: {name}", report(real, copies, shipped, aggregate)), flush=True)
     print(f"CPU {time.process_time() - started:.0f} s")
 
 

@@ -123,9 +123,17 @@ def as_model(estimators: dict[str, Any], temperature: float = 1.0) -> HeritageMo
     return HeritageModel(estimators, {"temperature": temperature}, Path("<memory>"), "")
 
 
-def cross_fitted(real: Corpus, probs: Matrix) -> tuple[Matrix, float]:
-    """File probabilities calibrated by temperatures fitted on the other half of the sources,
-    and the temperature fitted on all of them (the one to ship)."""
+def mean_of_excerpts(probs: Matrix) -> Matrix:
+    """A file's probabilities: the mean of its excerpts' (what results report)."""
+    return np.asarray(probs.mean(axis=0), dtype=np.float64)
+
+
+def cross_fitted(
+    real: Corpus, probs: Matrix, aggregate: Callable[[Matrix], Matrix] = mean_of_excerpts
+) -> tuple[Matrix, float]:
+    """File probabilities (``aggregate`` of the excerpts') calibrated by temperatures fitted
+    on the other half of the sources, and the temperature fitted on all of them (the one to
+    ship)."""
     names = sorted({e.source for e in real.examples})
     half = {s: i % 2 for i, s in enumerate(names)}
     side = np.asarray([half[e.source] for e in real.examples])
@@ -143,7 +151,7 @@ def cross_fitted(real: Corpus, probs: Matrix) -> tuple[Matrix, float]:
             else 1.0
         )
         for i in use_files:
-            files[i] = temper(probs[real.groups == i], t).mean(axis=0)
+            files[i] = aggregate(temper(probs[real.groups == i], t))
     overall = fit_temperature(probs, real.groups, truth)
     return files, overall
 

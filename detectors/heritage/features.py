@@ -328,17 +328,30 @@ def excerpt_vector(samples: npt.ArrayLike) -> WindowFeatures:
 
     Shorter excerpts than four FFT frames are zero-padded at the end.
     """
-    x = np.asarray(samples, dtype=np.float64).ravel()
-    x = np.pad(x, (0, max(0, N_FFT * 4 - len(x))))
+    x = _padded_excerpt(samples)
     count = (len(x) - N_FFT) // HOP + 1
     frames = x[np.arange(count)[:, None] * HOP + np.arange(N_FFT)]
     d = _frame_descriptors(frames)
     long_count = max(0, (len(x) - LONG_FFT) // LONG_HOP + 1)
     longs = x[np.arange(long_count)[:, None] * LONG_HOP + np.arange(LONG_FFT)]
     hum = _hum_db(longs) if long_count else np.zeros(0)
+    return WindowFeatures(0, len(x), _level_dbfs(x), window_features(d, hum))
+
+
+def _padded_excerpt(samples: npt.ArrayLike) -> Vector:
+    """An excerpt as float64, zero-padded at the end to at least four FFT frames."""
+    x = np.asarray(samples, dtype=np.float64).ravel()
+    return np.pad(x, (0, max(0, N_FFT * 4 - len(x))))
+
+
+def _level_dbfs(x: Vector) -> float:
     rms = float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
-    level = 20 * np.log10(rms) if rms > 1e-6 else -120.0
-    return WindowFeatures(0, len(x), level, window_features(d, hum))
+    return float(20 * np.log10(rms)) if rms > 1e-6 else -120.0
+
+
+def excerpt_level_dbfs(samples: npt.ArrayLike) -> float:
+    """The level ``excerpt_vector`` gives an excerpt (RMS dBFS), without its features."""
+    return _level_dbfs(_padded_excerpt(samples))
 
 
 class Featurizer:

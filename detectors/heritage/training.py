@@ -111,22 +111,25 @@ def read_mono_16k(path: Path) -> npt.NDArray[np.float32]:
 
 @dataclass
 class Vectorizer:
-    """Excerpt vectors of audio, cached per file content when ``cache`` names a folder."""
+    """Excerpt vectors of audio, cached per file content when ``cache`` names a folder.
+
+    ``featurizer`` is the shipped :class:`ExcerptFeaturizer` unless given; another one (for
+    a comparison) needs a cache folder of its own, as the cache key does not name it."""
 
     hop_s: float = TRAIN_HOP_S
     cache: Path | None = None
-    _featurizer: ExcerptFeaturizer | None = field(default=None, repr=False)
+    featurizer: ExcerptFeaturizer | None = field(default=None, repr=False)
 
     def audio(self, audio: npt.NDArray[np.float32]) -> Matrix:
         """Vectors of the audible excerpts of mono 16 kHz audio."""
-        if self._featurizer is None:
-            self._featurizer = ExcerptFeaturizer()
+        if self.featurizer is None:
+            self.featurizer = ExcerptFeaturizer()
         rows = []
         for start, end in excerpts(audio, self.hop_s):
-            excerpt = self._featurizer(audio[start:end])
+            excerpt = self.featurizer(audio[start:end])
             if excerpt.rms_dbfs >= SILENCE_DBFS:
                 rows.append(excerpt.vector)
-        width = len(self._featurizer.names)
+        width = len(self.featurizer.names)
         return np.asarray(rows, dtype=np.float64).reshape(-1, width)
 
     def example(self, ex: Example) -> Matrix:
