@@ -169,7 +169,12 @@ def _command_word(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heritage-audio`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_command_word(argv), complete=False)
+    command = _command_word(argv)
+    if command == "analyze" and "numpy" not in sys.modules:
+        from stream.analyze_cli import single_thread_environment
+
+        single_thread_environment()  # before numpy and onnxruntime load
+    parser = build_parser(command, complete=False)
     args = parser.parse_args(argv)
     from pydantic import ValidationError
 

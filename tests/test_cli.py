@@ -42,6 +42,29 @@ def test_analyze_writes_the_result_document_with_voice_activity(tmp_path: Path) 
     assert doc["provenance"]["models"]["vad"].startswith("silero_vad_16k_seq.onnx sha256:")
 
 
+def test_analyze_runs_blas_on_one_thread_when_the_user_set_nothing() -> None:
+    # Left to its defaults, OpenBLAS starts a spinning thread per core at numpy's import: a
+    # second of CPU per 5-minute file for an analysis that is single-threaded by design.
+    code = (
+        "from stream.cli import main\n"
+        "try:\n    main(['analyze', '--help'])\nexcept SystemExit:\n    pass\n"
+        "import numpy, threadpoolctl\n"
+        "print(max(p['num_threads'] for p in threadpoolctl.threadpool_info()))"
+    )
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "1"
+
+
 def test_analyze_to_stdout_and_several_files() -> None:
     proc = _run("analyze", str(DATA / "vad_silence.flac"), str(DATA / "vad_clean.flac"))
     assert proc.returncode == 0, proc.stderr
