@@ -78,8 +78,9 @@ def test_excerpt_vectors_are_deterministic_and_finite() -> None:
 
 def test_live_events_are_the_same_whatever_the_capture_block_size() -> None:
     path = FIXTURES / "folk_music.flac"
-    small = heritage_events(path, 256, emit="every", hop_s=2.0)
-    large = heritage_events(path, 8192, emit="every", hop_s=2.0)
+    every = {"emit": "every", "hop_s": 2.0, "file_skip_steady": False}
+    small = heritage_events(path, 256, **every)
+    large = heritage_events(path, 8192, **every)
     assert [(e.t_start, e.t_end) for e in small] == [(0.0, 3.0), (3.0, 5.0), (5.0, 7.0)]
 
     def facts(events: list[HeritageClassified]) -> list[tuple[object, ...]]:
@@ -324,7 +325,9 @@ def test_an_activated_version_is_used_without_a_restart(
     from detectors.heritage import HeritageDetector, registry_dir
     from stream.windowing import Window
 
-    detector = HeritageDetector(HeritageConfig(hop_s=1.0, emit="every"), 0, 16000)
+    detector = HeritageDetector(
+        HeritageConfig(hop_s=1.0, emit="every", file_skip_steady=False), 0, 16000
+    )
     audio, _ = fixture("opera")
     first = detector.process(Window(0, 0, audio[:48000], 16000))
     assert first[0].model_version == SHIPPED_VERSION
@@ -374,3 +377,38 @@ def test_saved_vectors_without_synthetic_rows_are_refused(tmp_path: Path) -> Non
              groups=np.arange(2), synthetic=np.zeros(2, dtype=bool))  # fmt: skip
     with pytest.raises(ValueError, match="no synthetic rows"):
         Corpus.saved_synthetic(path)
+
+
+def test_file_analysis_skips_excerpts_of_a_steady_stretch_but_not_a_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = [0]
+    featurize = ExcerptFeaturizer.__call__
+
+    def counted(self: ExcerptFeaturizer, samples: np.ndarray) -> object:
+        calls[0] += 1
+        return featurize(self, samples)
+
+    monkeypatch.setattr(ExcerptFeaturizer, "__call__", counted)
+
+    def run(audio: np.ndarray, skip: bool) -> tuple[dict[str, object], int]:
+        calls[0] = 0
+        section = HeritageClassifier(HeritageConfig(file_skip_steady=skip)).classify(audio, 16000)
+        return section, calls[0]
+
+    steady = np.tile(fixture("spoken_word")[0], 12)  # 84 s: excerpts end at 3, 15, ... 75 s
+    every, n_every = run(steady, skip=False)
+    skipped, n_skipped = run(steady, skip=True)
+    assert n_every == 8
+    assert n_skipped <= 6, n_skipped
+    assert skipped["predicted_category"] == every["predicted_category"] == "spoken_word"
+    timeline = skipped["timeline"]
+    assert isinstance(timeline, list)
+    assert [(t["start"], t["end"], t["category"]) for t in timeline] == [(0.0, 84.0, "spoken_word")]
+    # Speech, then opera: the excerpts around the change are all classified, so the
+    # timeline changes category where it does when every excerpt is looked at.
+    change = np.concatenate([np.tile(fixture(c)[0], 6) for c in ("spoken_word", "opera")])
+    every, _ = run(change, skip=False)
+    skipped, _ = run(change, skip=True)
+    assert [t["category"] for t in skipped["timeline"]] == ["spoken_word", "opera"]
+    assert skipped["timeline"][1]["start"] == every["timeline"][1]["start"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.heritage.detector import HeritageConfig, HeritageDetector
+from detectors.heritage.detector import HeritageConfig, HeritageDetector, for_files
 from detectors.heritage.features import SAMPLE_RATE
 from detectors.heritage.model import load_model
 from detectors.heritage.results import heritage_classification
@@ -29,7 +29,7 @@ class HeritageClassifier:
     def __init__(self, config: HeritageConfig | None = None) -> None:
         config = config or HeritageConfig()
         # As a file analysis does: every excerpt reported, at the file hop.
-        self.config = config.model_copy(update={"emit": "every", "hop_s": config.file_hop_s})
+        self.config = for_files(config)
 
     def load_model(self, path: str | Path) -> HeritageClassifier:
         """Use the model saved at ``path`` (a skops file beside its card, as ``heritage-audio

@@ -5,7 +5,9 @@ channel evidence: about 40 ms of CPU), smooths the scores (an exponential moving
 and changes the label only when a new leader holds for ``switch_windows`` excerpts.
 Live (``emit = "changes"``) an event goes out only when the label changes, when its
 confidence crosses ``confident`` either way, or every ``repeat_s`` as a reminder; file
-analysis (``emit = "every"``) keeps every excerpt for the result's timeline.
+analysis (``emit = "every"``) reports every classification for the result's timeline and,
+with ``file_skip_steady``, classifies the excerpt between two others only where the
+stretch changes (half the network's cost over a steady hour).
 Excerpts quieter than ``silence_dbfs`` are not classified; a long silence forgets.
 """
 
@@ -45,6 +47,13 @@ class HeritageConfig(DetectorConfig):
         le=120.0,
         description="File analysis: seconds between classified excerpts (cost against detail).",
     )
+    file_skip_steady: bool = Field(
+        True,
+        description="File analysis: classify every other excerpt first, and the one between "
+        "only where the stretch changes: its neighbours lead with different categories, one "
+        "leads with another than the steadied label, or one was silent. Steady stretches cost "
+        "half; the whole-file scores weight each classification by the audio it stands for.",
+    )
     model_path: Path | None = Field(
         None,
         description="Classifier (.skops with its .json card); unset: the active version of "
@@ -79,6 +88,11 @@ class HeritageConfig(DetectorConfig):
     repeat_s: float = Field(
         60.0, ge=0.0, le=3600.0, description="Re-announce an unchanged label this often (0: never)."
     )
+
+
+def for_files(config: HeritageConfig) -> HeritageConfig:
+    """``config`` as a file analysis runs it: every excerpt reported, at the file hop."""
+    return config.model_copy(update={"emit": "every", "hop_s": config.file_hop_s})
 
 
 def heritage_model(config: HeritageConfig, data_dir: Path | None = None) -> HeritageModel:
@@ -132,6 +146,11 @@ class HeritageDetector(Detector):
         self._silent = 0.0
         self._announced: tuple[int, bool] | None = None
         self._announced_at = 0.0
+        # File mode, steady stretches: the excerpt held back (its audio and end) and the raw
+        # scores of the last one classified (None: silent, or nothing classified yet).
+        self._deferred: tuple[npt.NDArray[np.float32], int] | None = None
+        self._previous: npt.NDArray[np.float64] | None = None
+        self._skipping = self.config.emit == "every" and self.config.file_skip_steady
 
     def process(self, window: Window) -> list[Event]:
         if self._position == 0 and window.start:
@@ -146,33 +165,77 @@ class HeritageDetector(Detector):
             self._position += take
             samples = samples[take:]
             if self._position == self._next:
-                if event := self._classify(self._buffer, self._position):
-                    events.append(event)
+                events += self._excerpt(self._buffer, self._position)
                 self._next += self._hop
         return events
 
     def finish(self, t_end: float) -> list[Event]:
         """Classify an unclassified tail at the stream's end (short streams, the last hop)."""
         del t_end
+        events = self._release_deferred()
         tail = self._position - self._last_end
         if tail < round(self.config.min_audio_s * SAMPLE_RATE) or not len(self._buffer):
+            return events
+        audio = self._buffer[-min(tail, self._size) :]
+        event = self._apply(self._score(audio), self._position, final=True)
+        return events + ([event] if event else [])
+
+    def _excerpt(self, audio: npt.NDArray[np.float32], end: int) -> list[Event]:
+        """An excerpt is due: classify it, or (steady file stretches) hold it back."""
+        if not self._skipping:
+            event = self._apply(self._score(audio), end)
+            return [event] if event else []
+        if self._deferred is None and self._previous is not None:
+            self._deferred = (audio.copy(), end)  # decided when the next one is known
             return []
-        event = self._classify(self._buffer[-min(tail, self._size) :], self._position, final=True)
+        probs = self._score(audio)
+        events: list[Event] = []
+        if self._deferred is not None:
+            if probs is None or self._changed(self._previous, probs):
+                events += self._release_deferred()
+            else:
+                self._deferred = None  # steady: the next classification stands for it too
+        event = self._apply(probs, end)
+        self._previous = probs
+        return events + ([event] if event else [])
+
+    def _release_deferred(self) -> list[Event]:
+        """Classify the held-back excerpt (the neighbours differ, or the stream ends)."""
+        if self._deferred is None:
+            return []
+        audio, end = self._deferred
+        self._deferred = None
+        event = self._apply(self._score(audio), end)
         return [event] if event else []
 
-    def _classify(
-        self, audio: npt.NDArray[np.float32], end: int, final: bool = False
-    ) -> HeritageClassified | None:
-        start, self._last_end = self._last_end, end
+    def _changed(
+        self, before: npt.NDArray[np.float64] | None, after: npt.NDArray[np.float64]
+    ) -> bool:
+        """Whether the excerpt between two classified ones may tell something new."""
+        if before is None or int(np.argmax(before)) != int(np.argmax(after)):
+            return True
+        return self._label is None or int(np.argmax(after)) != self._label
+
+    def _score(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float64] | None:
+        """The model's scores of one excerpt; None if it is quieter than ``silence_dbfs``."""
         excerpt = self.featurizer(audio)
         if excerpt.rms_dbfs < self.config.silence_dbfs:
+            return None
+        self.model = heritage_model(self.config, self._data_dir)  # a newly activated version
+        probs: npt.NDArray[np.float64] = self.model.predict(excerpt.vector)[0]
+        return probs
+
+    def _apply(
+        self, probs: npt.NDArray[np.float64] | None, end: int, final: bool = False
+    ) -> HeritageClassified | None:
+        """Smooth ``probs`` of the excerpt ending at ``end`` into the label; its event, if due."""
+        start, self._last_end = self._last_end, end
+        if probs is None:
             self._silent += (end - start) / SAMPLE_RATE
             if self._silent >= self.config.forget_after_s:
                 self._smoothed, self._label, self._held, self._announced = None, None, 0, None
             return None
         self._silent = 0.0
-        self.model = heritage_model(self.config, self._data_dir)  # a newly activated version
-        probs = self.model.predict(excerpt.vector)[0]
         a = self.config.smoothing
         self._smoothed = probs if self._smoothed is None else a * probs + (1 - a) * self._smoothed
         self._update_label(int(np.argmax(self._smoothed)))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from detectors.base import DetectorConfig
-from detectors.heritage.detector import HeritageConfig
+from detectors.heritage.detector import HeritageConfig, for_files
 from stream.events import HERITAGE_CATEGORIES, Event, HeritageClassified
 
 
@@ -18,16 +18,12 @@ def with_heritage(detectors: Sequence[DetectorConfig]) -> list[DetectorConfig]:
     heritage detector set to report each excerpt at its file hop (``file_hop_s``)."""
     if not any(isinstance(d, HeritageConfig) for d in detectors):
         detectors = [*detectors, HeritageConfig()]
-    return [
-        d.model_copy(update={"emit": "every", "hop_s": d.file_hop_s})
-        if isinstance(d, HeritageConfig)
-        else d
-        for d in detectors
-    ]
+    return [for_files(d) if isinstance(d, HeritageConfig) else d for d in detectors]
 
 
 def heritage_classification(events: Iterable[Event]) -> dict[str, Any]:
-    """Whole-file category (mean of the windows' scores), its scores, and a timeline.
+    """Whole-file category (the windows' scores averaged over the audio each stands for), its
+    scores, and a timeline.
 
     Windows of several channels that cover the same span are averaged first. The
     timeline gives each window the stretch since the previous one ended and merges
@@ -54,7 +50,11 @@ def heritage_classification(events: Iterable[Event]) -> dict[str, Any]:
         }
     ordered = sorted(spans.items(), key=lambda item: item[0][1])
     per_window = np.stack([np.mean(scores, axis=0) for _, scores in ordered])
-    mean = per_window.mean(axis=0)
+    # Each classification stands for the audio since the previous one (a file analysis skips
+    # excerpts in steady stretches): weighted by it, a long steady stretch counts for its
+    # length, not for how often it was looked at.
+    spans_s = np.array([max(end - start, 1e-3) for (start, end), _ in ordered])
+    mean = (per_window * spans_s[:, None]).sum(axis=0) / spans_s.sum()
     best = int(np.argmax(mean))
     timeline: list[dict[str, Any]] = []
     previous_end = ordered[0][0][0]
