@@ -7,6 +7,8 @@ recordings laid out the same way) through the pipeline with the speaker
 detector (keeping its embeddings), and scores with ``pyannote.metrics``
 (collar 0.25 s, overlapping speech scored), one table per data set:
 
+The speaker detector is the default pipeline's (``--set KEY=VALUE`` overrides a setting).
+
 - streaming: the final extent of every ``speaker.turn`` event, as a dashboard sees them;
 - file: the whole-file re-clustering of ``analyze`` (automatic number of speakers);
 - file, n given: the same with the true number of speakers.
@@ -183,7 +185,11 @@ def main() -> None:
     for item in args.set:
         key, value = item.split("=", 1)
         overrides[key] = json.loads(value)
-    config = SpeakerConfig(profiles_path=Path("/nonexistent/profiles.json"), **overrides)
+    # What a user gets: the default pipeline's speaker detector (live hop 1.0 s; files at
+    # their own hop), with the overrides on top.
+    base = next(d for d in PipelineConfig().detectors if isinstance(d, SpeakerConfig))
+    settings = {**base.model_dump(), "profiles_path": "/nonexistent/profiles.json", **overrides}
+    config = SpeakerConfig.model_validate(settings)
     for data in args.data:
         report(evaluate(data, config, args), data, args)
 

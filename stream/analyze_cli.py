@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from config.threads import single_thread_environment
+
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 EXIT_FAILURE = 1
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def speaker_count(text: str) -> int:
@@ -194,15 +195,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
         args.out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def single_thread_environment() -> None:
-    """One thread for BLAS and OpenMP in this process (if they are not loaded yet) and in the
-    worker processes it starts. An analysis is single-threaded by design (``--jobs`` uses
-    the cores): left to its defaults, OpenBLAS starts a thread per core at numpy's import,
-    whose spinning cost a 5-minute analysis about 1 CPU-s more for nothing."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
-
-
 def _run_batch(
     paths: list[Path], config: PipelineConfig, args: argparse.Namespace, bar: BatchProgress
 ) -> Iterator[Outcome]:
@@ -215,7 +207,7 @@ def _run_batch(
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait  # 0.03-0.06 s
 
-    single_thread_environment()
+    single_thread_environment()  # the workers inherit it
     # Workers fork from a fresh server process that imported the analysis stack once
     # (with one thread set before numpy loads): no worker pays the imports again.
     context = multiprocessing.get_context("forkserver")

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from config.threads import single_thread_environment
 from stream.sources_cli import add_source_options, check_sources, pipeline_config
 
 if TYPE_CHECKING:  # imported when a command runs: `heritage-audio --help` stays fast
@@ -49,6 +50,9 @@ _PROVIDED: dict[str, tuple[str, str, str]] = {
                   "aggregate every site's Kafka events into windowed figures per site and room "
                   "(faust)"),
 }  # fmt: skip
+_ANALYSING = frozenset({"analyze", "daemon", "run", "api", "worker"})
+"""Commands that analyse audio: one BLAS thread each (config.threads)."""
+
 _HANDLERS = {
     "subscribe": "cmd_subscribe", "train": "cmd_train", "evaluate": "cmd_evaluate",
     "models": "cmd_models", "speakers": "cmd_speakers", "aggregate": "cmd_aggregate",
@@ -170,10 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``heritage-audio`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = _command_word(argv)
-    if command == "analyze" and "numpy" not in sys.modules:
-        from stream.analyze_cli import single_thread_environment
-
-        single_thread_environment()  # before numpy and onnxruntime load
+    if command in _ANALYSING:
+        single_thread_environment()  # before numpy, SciPy and onnxruntime load
     parser = build_parser(command, complete=False)
     args = parser.parse_args(argv)
     from pydantic import ValidationError

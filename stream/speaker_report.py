@@ -40,17 +40,25 @@ MIN_ENROLL_WINDOWS = 6  # about 3 s of windows at the default 0.5 s hop
 
 def speaker_analysis_config(config: PipelineConfig) -> PipelineConfig:
     """``config`` for a file: its speaker detector (a default one if it has none) keeps every
-    embedding and embeds in batches."""
+    embedding and embeds in batches, at its file hop."""
     detectors = list(config.detectors)
-    found = [i for i, d in enumerate(detectors) if isinstance(d, SpeakerConfig)]
-    if not found:
+    if not any(isinstance(d, SpeakerConfig) for d in detectors):
         detectors.append(SpeakerConfig())
-        found = [len(detectors) - 1]
-    for i in found:
-        detectors[i] = detectors[i].model_copy(
-            update={"keep_embeddings": True, "batch": FILE_BATCH}
-        )
+    detectors = [_for_files(d) if isinstance(d, SpeakerConfig) else d for d in detectors]
     return config.model_copy(update={"detectors": detectors})
+
+
+def _for_files(config: SpeakerConfig) -> SpeakerConfig:
+    """The detector's file settings: every embedding kept, batched, at the file hop and
+    evidence."""
+    return config.model_copy(
+        update={
+            "keep_embeddings": True,
+            "batch": FILE_BATCH,
+            "hop_s": config.file_hop_s or config.hop_s,
+            "min_evidence": config.file_min_evidence or config.min_evidence,
+        }
+    )
 
 
 def speaker_recognition(

@@ -55,15 +55,21 @@ def reference(name: str) -> Annotation:
     return annotation
 
 
-def run(path: Path, config: SpeakerConfig) -> tuple[list[SpeakerHistory], list[Event]]:
-    """The file's speaker histories (file mode) and its live events."""
+def run_pipeline(path: Path, pipeline: PipelineConfig) -> tuple[SourceRunner, list[Event]]:
     events: list[Event] = []
-    pipeline = speaker_analysis_config(PipelineConfig(detectors=[config]))
     runner = SourceRunner(
         FileSource(FileSourceConfig(path=path, realtime=False)), pipeline, events.extend, Metrics()
     )
     runner.run(threading.Event())
+    return runner, events
+
+
+def run(path: Path, config: SpeakerConfig) -> tuple[list[SpeakerHistory], list[Event]]:
+    """The file's speaker histories (file mode, at the file hop) and its live events (at the
+    live hop, as a dashboard sees them)."""
+    runner, _ = run_pipeline(path, speaker_analysis_config(PipelineConfig(detectors=[config])))
     detectors = [d for c in runner.chains for d in c.detectors if isinstance(d, SpeakerDetector)]
+    _, events = run_pipeline(path, PipelineConfig(detectors=[config]))
     return [d.history() for d in detectors], events
 
 
@@ -330,3 +336,24 @@ def test_band_statistics_in_pieces_are_numpys_to_the_bit(n: int) -> None:
     mean, std = _column_mean_std(logmel, piece=4096)
     assert np.array_equal(mean, logmel.mean(axis=0, dtype=np.float64))
     assert np.array_equal(std, logmel.std(axis=0, dtype=np.float64))
+
+
+def test_files_embed_at_their_own_hop_and_evidence_whatever_the_live_ones() -> None:
+    live = speaker_config(hop_s=0.5, min_evidence=3)
+    pipeline = speaker_analysis_config(PipelineConfig(detectors=[live]))
+    (files,) = [d for d in pipeline.detectors if isinstance(d, SpeakerConfig)]
+    assert (files.hop_s, files.min_evidence, files.keep_embeddings, files.batch) == (
+        1.0, 4, True, 16,
+    )  # fmt: skip
+    unset = speaker_config(hop_s=0.5, min_evidence=3, file_hop_s=None, file_min_evidence=None)
+    pipeline = speaker_analysis_config(PipelineConfig(detectors=[unset]))
+    (same,) = [d for d in pipeline.detectors if isinstance(d, SpeakerConfig)]
+    assert (same.hop_s, same.min_evidence) == (0.5, 3)
+    (history,), _ = run(ROOMS / "room_3spk.flac", live)
+    steps = np.diff(history.window_end)
+    assert steps[steps > 0].min() == pytest.approx(1.0, abs=0.02)  # whole 32 ms frames
+
+
+def test_a_file_hop_longer_than_the_window_is_refused() -> None:
+    with pytest.raises(ValidationError, match="file_hop_s"):
+        speaker_config(window_s=1.6, file_hop_s=2.0)

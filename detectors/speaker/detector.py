@@ -71,6 +71,22 @@ class SpeakerConfig(DetectorConfig):
         le=2.0,
         description="Time between embeddings (s), rounded to whole 32 ms frames: the latency.",
     )
+    file_hop_s: float | None = Field(
+        1.0,
+        ge=0.25,
+        le=2.0,
+        description="Files: time between embeddings (s); unset: hop_s. Files need no latency, "
+        "and the whole-file re-clustering decides the segments: 1.0 s costs a third less than "
+        "0.5 s for the same DER on dev (docs/BENCHMARKS.md, DER against CPU per hop).",
+    )
+    file_min_evidence: int | None = Field(
+        4,
+        ge=1,
+        le=20,
+        description="Files: min_evidence of the clusterer whose count votes on the number of "
+        "speakers; unset: min_evidence. The default pipeline's live 3 cost files 2-3 points "
+        "of DER on dev (docs/BENCHMARKS.md).",
+    )
     gate: Literal["silero", "webrtc"] = Field(
         "silero", description="Speech gate per 32 ms frame: Silero VAD or the lighter WebRTC VAD."
     )
@@ -217,8 +233,8 @@ class SpeakerConfig(DetectorConfig):
 
     @model_validator(mode="after")
     def _window_covers_hop(self) -> SpeakerConfig:
-        if self.hop_s > self.window_s:
-            raise ValueError("hop_s must not exceed window_s")
+        if self.hop_s > self.window_s or (self.file_hop_s or 0) > self.window_s:
+            raise ValueError("hop_s and file_hop_s must not exceed window_s")
         if self.min_speakers > self.max_speakers:
             raise ValueError("min_speakers must not exceed max_speakers")
         return self
