@@ -116,7 +116,7 @@ class Scores:
         self.seconds[system] = self.seconds.get(system, 0.0) + seconds
 
 
-def _run(path: Path, pipeline: PipelineConfig) -> tuple[SourceRunner, list[Event], float]:
+def run_pipeline(path: Path, pipeline: PipelineConfig) -> tuple[SourceRunner, list[Event], float]:
     """Run ``path`` through ``pipeline``; the runner, its events and the CPU seconds taken."""
     events: list[Event] = []
     runner = SourceRunner(
@@ -140,8 +140,9 @@ def spool_of(path: Path) -> SignalSpool:
 def run_ours(path: Path, config: SpeakerConfig, n_speakers: int) -> dict[str, Any]:
     """Live: the detector as configured (events as they come). File: as ``analyze`` runs it
     (batched, keeping embeddings), then the diarization alone, then with voice statistics."""
-    _, events, live_s = _run(path, PipelineConfig(detectors=[config]))
-    runner, _, pipeline_s = _run(path, speaker_analysis_config(PipelineConfig(detectors=[config])))
+    _, events, live_s = run_pipeline(path, PipelineConfig(detectors=[config]))
+    files = speaker_analysis_config(PipelineConfig(detectors=[config]))
+    runner, _, pipeline_s = run_pipeline(path, files)
     detectors = [d for c in runner.chains for d in c.detectors if isinstance(d, SpeakerDetector)]
     started = time.thread_time()
     diarize([d.history() for d in detectors], config)
