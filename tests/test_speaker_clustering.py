@@ -109,6 +109,9 @@ def test_a_cluster_of_a_few_windows_joins_its_nearest_speaker() -> None:
 def test_the_live_count_ignores_speakers_with_almost_no_windows() -> None:
     assert online_count(np.array([-1, 0, 0, 0, 1, 1, 1, 2, 0])) == 2
     assert online_count(np.array([-1, -1])) == 1
+    # The same 1.5 s of speech at a hop of 1 s is two windows: speaker 2 counts there too.
+    assert online_count(np.array([-1, 0, 0, 0, 1, 1, 1, 2, 2]), hop_s=0.5) == 2
+    assert online_count(np.array([-1, 0, 0, 0, 1, 1, 1, 2, 2]), hop_s=1.0) == 3
 
 
 def test_interruptions_are_overlaps_and_quick_takeovers() -> None:

@@ -73,7 +73,7 @@ MIN_REGION_S = 0.1  # shorter speech regions are dropped
 MIN_OVERLAP_S = 0.3  # shorter runs of a second voice are not reported
 MIN_PURE_WINDOWS = 10  # fewer windows one voice holds: cluster them all
 MIN_LOCAL_S = 0.2  # a local speaker of the segmentation talking less in its chunk is ignored
-ONLINE_MIN_WINDOWS = 3  # an online speaker counts once this many windows were assigned to it
+ONLINE_MIN_S = 1.5  # an online speaker counts once windows this long in all were assigned to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,8 @@ def diarize(
     spaces = [joined(h, config.campplus_weight) if campplus else None for h in usable]
     embeddings = np.concatenate([s for s in spaces if s is not None]) if campplus else ge2e
     recluster = config.campplus_recluster_distance if campplus else config.recluster_distance
-    min_windows = config.min_speaker_s / _hop_s(usable[0])
+    hop_s = _hop_s(usable[0])
+    min_windows = config.min_speaker_s / hop_s
     pure = np.ones(len(embeddings), np.bool_)
     if config.file_segmentation and config.segmentation_purity > 0:
         # Windows where one local voice holds the speech: the clusters are built on them.
@@ -123,7 +124,9 @@ def diarize(
         online = np.concatenate([h.online for h in usable])
         # The count is GE2E's vote either way: its cuts were calibrated there, and on the room
         # dev set it was within one more often than cuts of the joined embeddings (27 vs 26).
-        n_speakers = estimate_count(ge2e[pure], online[pure], config, min_windows * pure.mean())
+        n_speakers = estimate_count(
+            ge2e[pure], online[pure], config, min_windows * pure.mean(), hop_s
+        )
         if config.file_segmentation and config.segmentation_count_s > 0:
             # Voices heard at once in one chunk are different people: a floor on the count.
             floor = max(local_count(h.segmentation, config.segmentation_count_s) for h in usable)
@@ -208,11 +211,12 @@ def estimate_count(
     online: Labels,
     config: SpeakerConfig,
     min_windows: float,
+    hop_s: float = 0.5,
 ) -> int:
     """How many people speak: the median vote of three counters, brought within
     ``config.min_speakers`` .. ``config.max_speakers``:
 
-    - the live clusterer's count (:func:`online_count`);
+    - the live clusterer's count (:func:`online_count`; ``hop_s`` between its windows);
     - the clusters of an average-linkage tree cut at ``config.recluster_distance``,
     - and cut at the tighter ``config.count_distance``, each keeping the clusters with at
       least ``min_windows`` windows (the others, windows straddling two voices or noise,
@@ -222,7 +226,7 @@ def estimate_count(
     reverberant voices, the tight cut overcounts distinct clean ones. The vote counted
     right or within one on 26 of 30 real-voice room-simulated dev conversations and on 12
     of 12 synthetic ones (docs/BENCHMARKS.md)."""
-    votes = [online_count(online)]
+    votes = [online_count(online, hop_s)]
     for distance in (config.recluster_distance, config.count_distance):
         labels = cluster_windows(embeddings, distance, min_windows, None)
         votes.append(int(labels.max()) + 1 if len(labels) else 1)
@@ -230,13 +234,15 @@ def estimate_count(
     return max(config.min_speakers, min(config.max_speakers, found))
 
 
-def online_count(online: Labels) -> int:
-    """How many speakers the live clusterer found, counting those it assigned at least
-    ``ONLINE_MIN_WINDOWS`` windows (one declared at the very end is not yet a speaker)."""
+def online_count(online: Labels, hop_s: float = 0.5) -> int:
+    """How many speakers the live clusterer found, counting those it assigned windows
+    ``ONLINE_MIN_S`` long in all, at ``hop_s`` between windows (one declared at the very end
+    is not yet a speaker)."""
     assigned = online[online >= 0]
     if len(assigned) == 0:
         return 1
-    return max(1, int(np.count_nonzero(np.bincount(assigned) >= ONLINE_MIN_WINDOWS)))
+    least = max(1, round(ONLINE_MIN_S / hop_s))
+    return max(1, int(np.count_nonzero(np.bincount(assigned) >= least)))
 
 
 def _hop_s(history: SpeakerHistory) -> float:
