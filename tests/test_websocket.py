@@ -176,9 +176,11 @@ def _stalled_client(url: str) -> socket.socket:
 
 def test_a_client_that_stops_reading_never_holds_up_the_others(hub: Hub) -> None:
     async def scenario() -> None:
-        stalled = _stalled_client(hub.url)
-        fast = await connect(hub.url)
-        await asyncio.sleep(0.2)
+        async with connect(hub.url) as fast:
+            await asyncio.sleep(0.2)
+            await exchange(fast)
+
+    async def exchange(fast: ClientConnection) -> None:
         received: Received = []
 
         async def read_all(total: int) -> None:
@@ -186,13 +188,21 @@ def test_a_client_that_stops_reading_never_holds_up_the_others(hub: Hub) -> None
                 received.append(json.loads(await fast.recv()))
 
         # ~8 MB in all, more than loopback's kernel buffers hold, so the stalled client's
-        # sends back up; 100 events every 10 ms is a pace the reading client keeps up with.
-        bursts, size = 300, 100
+        # sends back up. 100 events every 10 ms, but never more than 5 bursts ahead of the
+        # reading client (half its queue): server and clients share this process, and on a
+        # slow machine a pause of theirs must not be mistaken for the stalled client's
+        # doing. Were the stalled client holding the hub up, the reader would stop and the
+        # deadline below would fail the test.
+        bursts, size, ahead = 300, 100, 5
         total = bursts * size
         reader = asyncio.create_task(read_all(total))
+        deadline = asyncio.get_running_loop().time() + 60
         for burst in range(bursts):
             hub.publish([("sala-1", "mic-a", _level(0, burst * size + i)) for i in range(size)])
             await asyncio.sleep(0.01)
+            while len(received) < (burst - ahead) * size and not reader.done():
+                assert asyncio.get_running_loop().time() < deadline, "the reader was held up"
+                await asyncio.sleep(0.005)
         await asyncio.wait_for(reader, 30)
         assert [e["seq"] for e in received] == list(range(1, total + 1))
         dropped = hub.runtime.metrics.registry.get_sample_value(
@@ -200,10 +210,9 @@ def test_a_client_that_stops_reading_never_holds_up_the_others(hub: Hub) -> None
         )
         assert dropped is not None
         assert dropped > 0, "the stalled client's queue is bounded: its oldest events go"
-        await fast.close()
-        stalled.close()
 
-    asyncio.run(scenario())
+    with _stalled_client(hub.url):  # closed however the scenario ends
+        asyncio.run(scenario())
 
 
 @pytest.mark.parametrize(
