@@ -10,14 +10,12 @@ entered, and SciPy's loads later. The variables must be set before numpy is impo
 from __future__ import annotations
 
 import os
-import sys
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def single_thread_environment() -> bool:
-    """Set one thread for BLAS and OpenMP in this process, if numpy is not loaded yet, and in
-    the processes it starts; whether this process is covered."""
+def single_thread_environment() -> None:
+    """Set one thread for BLAS and OpenMP in the processes this one starts, and in this one
+    if numpy is not loaded yet (the libraries read the variables when they load)."""
     for name in THREAD_VARIABLES:
         os.environ[name] = "1"
-    return "numpy" not in sys.modules
