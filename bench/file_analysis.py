@@ -54,11 +54,32 @@ def measured(*args: str) -> tuple[float, float, float, subprocess.CompletedProce
     return cpu, after.ru_maxrss / 1024, wall, proc
 
 
+def batch(work: Path, count: int, minutes: float) -> None:
+    """Wall time of ``count`` files of ``minutes`` analysed with ``--jobs 1`` and ``--jobs 2``."""
+    files = [scene(work / f"batch{i}.wav", minutes, rate=16_000, stereo=False)
+             for i in range(count)]  # fmt: skip
+    walls = {}
+    for jobs in (1, 2):
+        out = work / f"out{jobs}"
+        *_, wall, _ = measured("analyze", *map(str, files), "--jobs", str(jobs),
+                               "--out-dir", str(out))  # fmt: skip
+        walls[jobs] = wall
+        # CPU of the analyses themselves, from each document (workers' own clocks).
+        spent = sum(
+            json.loads(p.read_text())["provenance"]["timings"]["total_cpu_s"]
+            for p in out.glob("*.json")
+        )
+        print(f"batch of {count} {minutes:g}-min files, --jobs {jobs}: "
+              f"{wall:.1f} s wall, {spent:.1f} CPU-s in analyses")  # fmt: skip
+    print(f"--jobs 2 throughput: {walls[1] / walls[2]:.2f}x one job "
+          f"(load {os.getloadavg()[0]:.2f})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--rss-minutes", type=float, default=0.0, help="0: skip")
-    parser.add_argument("--batch", type=int, default=4, help="files in the --jobs run")
+    parser.add_argument("--batch", type=int, default=4, help="files in the --jobs run (0: skip)")
     parser.add_argument("--batch-minutes", type=float, default=3.0, help="length of each")
     args = parser.parse_args()
     print(f"{date.today()} {platform.node()} {os.cpu_count()} cores, "
@@ -80,23 +101,8 @@ def main() -> None:
               f"({speed:.0f}x real time, start-up included), wall {wall:.1f} s")  # fmt: skip
         print(proc.stderr.rstrip())
 
-        files = [scene(work / f"batch{i}.wav", args.batch_minutes, rate=16_000, stereo=False)
-                 for i in range(args.batch)]  # fmt: skip
-        walls = {}
-        for jobs in (1, 2):
-            out = work / f"out{jobs}"
-            *_, wall, _ = measured("analyze", *map(str, files), "--jobs", str(jobs),
-                                   "--out-dir", str(out))  # fmt: skip
-            walls[jobs] = wall
-            # CPU of the analyses themselves, from each document (workers' own clocks).
-            spent = sum(
-                json.loads(p.read_text())["provenance"]["timings"]["total_cpu_s"]
-                for p in out.glob("*.json")
-            )
-            print(f"batch of {args.batch} {args.batch_minutes:g}-min files, --jobs {jobs}: "
-                  f"{wall:.1f} s wall, {spent:.1f} CPU-s in analyses")  # fmt: skip
-        print(f"--jobs 2 throughput: {walls[1] / walls[2]:.2f}x one job "
-              f"(load {os.getloadavg()[0]:.2f})")  # fmt: skip
+        if args.batch:
+            batch(work, args.batch, args.batch_minutes)
 
         if args.rss_minutes:
             long = scene(work / "long.wav", args.rss_minutes)
