@@ -154,6 +154,26 @@ class SpeakerConfig(DetectorConfig):
         description="Files: the tighter cut of the clustering tree that votes on the number "
         "of speakers, with recluster_distance's and the live clusterer's count.",
     )
+    file_block_after_s: float = Field(
+        120.0,
+        ge=0,
+        description="Files whose embedded windows span longer than this (s) are clustered in "
+        "blocks (file_block_s) first: over a long recording one voice's windows drift into "
+        "sub-clusters that a cut of the whole tree counts as people (docs/BENCHMARKS.md).",
+    )
+    file_block_s: float = Field(
+        60.0,
+        ge=0,
+        description="Files: length of the blocks (s) whose windows are clustered on their own "
+        "before the blocks' clusters are joined across the file; 0: never.",
+    )
+    file_block_distance: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="Files clustered in blocks: average-linkage cosine distance where the "
+        "blocks' cluster centroids stop merging into speakers.",
+    )
     min_speaker_s: float = Field(
         5.0,
         ge=0,

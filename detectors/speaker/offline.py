@@ -9,7 +9,9 @@ looking at everything at once. Here:
    votes for (the live clusterer's count and two cuts of the tree), within
    ``min_speakers`` .. ``max_speakers``. On the real-voice room-simulated dev
    conversations this counts right or within one on 26 of 30, where the live
-   clusterer's count alone, used before, did on 22;
+   clusterer's count alone, used before, did on 22. Files whose windows span more
+   than ``file_block_after_s`` are clustered in blocks first (:func:`block_clusters`):
+   one tree over minutes of one voice splits it into several "speakers";
 2. clusters holding less than ``min_speaker_s`` of speech join their nearest
    speaker: windows straddling two voices (overlaps, quick exchanges) and noise
    form such small clusters, and they are not people;
@@ -73,6 +75,7 @@ MIN_REGION_S = 0.1  # shorter speech regions are dropped
 MIN_OVERLAP_S = 0.3  # shorter runs of a second voice are not reported
 MIN_PURE_WINDOWS = 10  # fewer windows one voice holds: cluster them all
 MIN_LOCAL_S = 0.2  # a local speaker of the segmentation talking less in its chunk is ignored
+MIN_BLOCK_WINDOWS = 3  # fewer windows of one block cluster do not make a centroid
 ONLINE_MIN_S = 1.5  # an online speaker counts once windows this long in all were assigned to it
 
 
@@ -120,18 +123,15 @@ def diarize(
         found = np.concatenate([window_purity(h) for h in usable]) >= config.segmentation_purity
         if found.sum() >= max(MIN_PURE_WINDOWS, min_windows):
             pure = found
-    if n_speakers is None:
-        online = np.concatenate([h.online for h in usable])
-        # The count is GE2E's vote either way: its cuts were calibrated there, and on the room
-        # dev set it was within one more often than cuts of the joined embeddings (27 vs 26).
-        n_speakers = estimate_count(
-            ge2e[pure], online[pure], config, min_windows * pure.mean(), hop_s
-        )
-        if config.file_segmentation and config.segmentation_count_s > 0:
-            # Voices heard at once in one chunk are different people: a floor on the count.
-            floor = max(local_count(h.segmentation, config.segmentation_count_s) for h in usable)
-            n_speakers = max(n_speakers, min(floor, config.max_speakers))
-    labels = cluster_windows(embeddings[pure], recluster, min_windows * pure.mean(), n_speakers)
+    labels, n_speakers = partition(
+        usable,
+        ge2e,
+        embeddings[pure],
+        pure,
+        config=config,
+        recluster=recluster,
+        n_speakers=n_speakers,
+    )
     if not pure.all():
         nearest = np.argmax(embeddings @ centroids_of(embeddings[pure], labels).T, axis=1)
         nearest[pure] = labels
@@ -189,6 +189,45 @@ def diarize(
     return Diarization(segments, out[used] if used else out[:0])
 
 
+def partition(
+    usable: list[SpeakerHistory],
+    ge2e: Matrix,
+    embeddings: Matrix,
+    pure: npt.NDArray[np.bool_],
+    *,
+    config: SpeakerConfig,
+    recluster: float,
+    n_speakers: int | None,
+) -> tuple[Labels, int]:
+    """The speaker of every window in ``pure`` (``embeddings`` are theirs, in the clustering's
+    space) and the number of speakers, estimated when ``n_speakers`` is None.
+
+    Files whose windows span longer than ``config.file_block_after_s`` are clustered on GE2E
+    block by block first (:func:`block_clusters`; the cuts of one whole tree were calibrated
+    on recordings of under two minutes); the partition serves any space."""
+    hop_s = _hop_s(usable[0])
+    least = config.min_speaker_s / hop_s * pure.mean()
+    starts = np.concatenate([h.window_start for h in usable])[pure]
+    blocks = len(starts) > 1 and config.file_block_s > 0
+    blocks = blocks and float(np.ptp(starts)) > config.file_block_after_s
+    if n_speakers is None:
+        if blocks:
+            found = len(np.unique(block_clusters(ge2e[pure], starts, config, least, None)))
+            n_speakers = max(config.min_speakers, min(config.max_speakers, found))
+        else:
+            online = np.concatenate([h.online for h in usable])
+            # The count is GE2E's vote either way: its cuts were calibrated there, and on the
+            # room dev set it was within one more often than cuts of the joined embeddings.
+            n_speakers = estimate_count(ge2e[pure], online[pure], config, least, hop_s)
+        if config.file_segmentation and config.segmentation_count_s > 0:
+            # Voices heard at once in one chunk are different people: a floor on the count.
+            floor = max(local_count(h.segmentation, config.segmentation_count_s) for h in usable)
+            n_speakers = max(n_speakers, min(floor, config.max_speakers))
+    if blocks:
+        return block_clusters(ge2e[pure], starts, config, least, n_speakers), n_speakers
+    return cluster_windows(embeddings, recluster, least, n_speakers), n_speakers
+
+
 def joined(history: SpeakerHistory, campplus_weight: float) -> Matrix:
     """Each window's GE2E and CAM++ embeddings side by side, weighted so that the cosine
     similarity of two joined embeddings is ``1 - campplus_weight`` times their GE2E one plus
@@ -232,6 +271,64 @@ def estimate_count(
         votes.append(int(labels.max()) + 1 if len(labels) else 1)
     found = sorted(votes)[1]
     return max(config.min_speakers, min(config.max_speakers, found))
+
+
+def block_clusters(
+    embeddings: Matrix,
+    starts: npt.NDArray[np.float64],
+    config: SpeakerConfig,
+    min_windows: float,
+    n_speakers: int | None,
+) -> Labels:
+    """Speaker of every window of a long file, clustered in two stages.
+
+    Over minutes, one voice's windows drift (loudness, position, manner) into sub-clusters
+    as far apart as two voices' windows in a short file: one average-linkage tree over the
+    whole file, cut where short files are cut, counted a two-person interview of 2.5
+    minutes as 4 to 11 people. So the file is cut into ``config.file_block_s`` blocks, each
+    block's windows are clustered as a short file's are (``recluster_distance``), each
+    block cluster of at least ``MIN_BLOCK_WINDOWS`` windows becomes one centroid, and the
+    centroids, which average out what single windows vary by, are clustered across the
+    file (average linkage, cut at ``config.file_block_distance``, or at ``n_speakers``).
+    Speakers with fewer than ``min_windows`` windows in all join their nearest; every
+    window then goes to its most similar speaker."""
+    span = float(np.ptp(starts)) if len(starts) else 0.0
+    count = max(1, math.ceil(span / config.file_block_s))
+    edges = starts.min() + np.arange(1, count) * span / count if len(starts) else np.zeros(0)
+    block_of = np.searchsorted(edges, starts, side="right")
+    centroids: list[npt.NDArray[np.float32]] = []
+    weights: list[int] = []
+    for block in range(count):
+        members = np.flatnonzero(block_of == block)
+        if len(members) < 2:
+            continue
+        local = cluster_windows(embeddings[members], config.recluster_distance, min_windows, None)
+        for k in np.unique(local):
+            windows = members[local == k]
+            if len(windows) >= MIN_BLOCK_WINDOWS:
+                centroids.append(unit(embeddings[windows].mean(axis=0)))
+                weights.append(len(windows))
+    if len(centroids) < max(2, n_speakers or 0):
+        return cluster_windows(embeddings, config.recluster_distance, min_windows, n_speakers)
+    points = np.stack(centroids).astype(np.float32)
+    weight = np.asarray(weights, dtype=np.float64)
+    speaker = global_clusters(points, distance_threshold=config.file_block_distance,
+                              n_speakers=n_speakers)  # fmt: skip
+    while True:
+        talk = np.bincount(speaker, weights=weight)
+        if len(talk) <= max(1, n_speakers or 1) or talk.min() >= min_windows:
+            break
+        small = int(np.argmin(talk))
+        others = [k for k in range(len(talk)) if k != small]
+        means = np.stack([unit((points[speaker == k] * weight[speaker == k, None]).sum(0))
+                          for k in others])  # fmt: skip
+        moved = np.array(others)[np.argmax(points[speaker == small] @ means.T, axis=1)]
+        speaker[speaker == small] = moved
+        speaker = np.unique(speaker, return_inverse=True)[1]
+    means = np.stack([unit((points[speaker == k] * weight[speaker == k, None]).sum(0))
+                      for k in range(int(speaker.max()) + 1)])  # fmt: skip
+    labels: Labels = np.argmax(embeddings @ means.T, axis=1).astype(np.int64)
+    return relabel_by_appearance(np.unique(labels, return_inverse=True)[1].astype(np.int64))
 
 
 def online_count(online: Labels, hop_s: float = 0.5) -> int:
