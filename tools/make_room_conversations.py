@@ -26,6 +26,9 @@ gaps under 0.3 s merged.
         --out /work/data/diar/rooms --count 30
     # the committed fixtures (tests/data/diarization/room_*.flac), from test voices
     .venv/bin/python tools/make_room_conversations.py --mirrors /work/.mirror --fixtures
+    # long two-person recordings (20 dev, 20 test; see ``interviews``)
+    .venv/bin/python tools/make_room_conversations.py --mirrors /work/.mirror \
+        --out /work/data/diar/interviews --interviews
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import subprocess
 from collections import defaultdict
@@ -332,6 +336,43 @@ def build(voices: dict[str, dict[str, list[Audio]]], out: Path, count: int) -> N
     (out / "rooms.json").write_text(json.dumps(facts_all, indent=1))
 
 
+def interviews(voices: dict[str, dict[str, list[Audio]]], out: Path) -> None:
+    """Long two-person recordings (about 2.5 minutes) of each pair of a split's speakers
+    with ten utterances, every utterance of both used once; in every second file a third
+    voice of the split says one to three turns. Quieter rooms than the conversations:
+    SNR 15 to 30 dB, three babble voices, speech at -32 to -20 dBFS. These are the
+    lengths at which one voice's windows drift into sub-clusters (docs/BENCHMARKS.md)."""
+    out.mkdir(parents=True, exist_ok=True)
+    crowd = babble_voices(voices)
+    facts_all: dict[str, dict[str, object]] = {}
+    for split in ("dev", "test"):
+        pool = voices[split]
+        rich = sorted(s for s in pool if len(pool[s]) > 1)
+        poor = sorted(s for s in pool if len(pool[s]) == 1)
+        for i, (a, b) in enumerate(itertools.combinations(rich, 2)):
+            for third in (False, True):
+                seed = 2 * i + third
+                rng = np.random.default_rng([seed, 0 if split == "dev" else 1, 99])
+                material = {s: cut_turns(rng, pool[s]) for s in (a, b)}
+                if third:
+                    brief = str(rng.choice(poor))
+                    material[brief] = cut_turns(rng, pool[brief])[: int(rng.integers(1, 4))]
+                turns = schedule(rng, material, 10_000.0, float(rng.uniform(0.05, 0.2)))
+                babble = [crowd[int(k)] for k in rng.choice(len(crowd), 3)]
+                audio, truth, facts = render(
+                    rng, turns, babble, float(rng.uniform(15, 30)), float(rng.uniform(-32, -20))
+                )
+                stem = out / f"{split}_{seed:03d}"
+                sf.write(stem.with_suffix(".flac"), audio, SR, subtype="PCM_16")
+                write_rttm(stem.with_suffix(".rttm"), stem.name, truth)
+                talk: dict[str, float] = defaultdict(float)
+                for speaker, start, end in truth:
+                    talk[speaker] += end - start
+                facts_all[stem.name] = {**facts, "talk_s": {k: round(v) for k, v in talk.items()}}
+                print(f"{stem.name}: {len(audio) / SR:.0f} s, {facts_all[stem.name]}", flush=True)
+    (out / "interviews.json").write_text(json.dumps(facts_all, indent=1))
+
+
 FIXTURE_SPECS = {  # name: speakers, duration (s), overlap share range, seed
     "room_1spk": (1, 12.0, (0.0, 0.0), 1),
     "room_2spk_overlap": (2, 20.0, (0.27, 0.33), 2),
@@ -364,10 +405,15 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/work/data/diar/voices"))
     parser.add_argument("--count", type=int, default=30, help="conversations per split")
     parser.add_argument("--fixtures", action="store_true", help="write the test fixtures only")
+    parser.add_argument(
+        "--interviews", action="store_true", help="write the long two-person recordings instead"
+    )
     args = parser.parse_args()
     voices = load_voices(args.mirrors, args.cache)
     if args.fixtures:
         fixtures(voices)
+    elif args.interviews:
+        interviews(voices, args.out)
     else:
         build(voices, args.out, args.count)
 
