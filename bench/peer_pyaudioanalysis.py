@@ -2,10 +2,11 @@
 
 Runs in its own virtualenv (pyAudioAnalysis and its undeclared dependencies:
 hmmlearn, eyed3, pydub, matplotlib, plotly, imbalanced-learn, tqdm), so that
-none of them enters the project's. Prints one JSON line: the segments
-``[start, end, label]`` (s) and the CPU seconds the diarization took.
+none of them enters the project's. Prints one JSON line per file: the segments
+``[start, end, label]`` (s) and the CPU seconds the diarization took. Several
+files in one process pay the imports once (as ``analyze FILE...`` does):
 
-    python bench/peer_pyaudioanalysis.py FILE N_SPEAKERS   # 0: estimate the count
+    python bench/peer_pyaudioanalysis.py FILE N_SPEAKERS [FILE N_SPEAKERS ...]  # 0: estimate
 """
 
 import json
@@ -21,7 +22,12 @@ MID_STEP = 0.2  # s: the library's default mid-term step, one label per step
 
 
 def main() -> None:
-    path, n_speakers = Path(sys.argv[1]), int(sys.argv[2])
+    pairs = sys.argv[1:]
+    for path, n_speakers in zip(pairs[::2], pairs[1::2], strict=True):
+        diarize(Path(path), int(n_speakers))
+
+
+def diarize(path: Path, n_speakers: int) -> None:
     audio, rate = sf.read(path, dtype="int16")
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "in.wav"
