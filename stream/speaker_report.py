@@ -49,14 +49,15 @@ def speaker_analysis_config(config: PipelineConfig) -> PipelineConfig:
 
 
 def _for_files(config: SpeakerConfig) -> SpeakerConfig:
-    """The detector's file settings: every embedding kept, batched, at the file hop and
-    evidence."""
+    """The detector's file settings: every embedding kept, batched, at the file hop,
+    evidence and new-speaker distance."""
     return config.model_copy(
         update={
             "keep_embeddings": True,
             "batch": FILE_BATCH,
             "hop_s": config.file_hop_s or config.hop_s,
             "min_evidence": config.file_min_evidence or config.min_evidence,
+            "new_speaker_distance": config.file_new_speaker_distance or config.new_speaker_distance,
         }
     )
 

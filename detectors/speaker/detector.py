@@ -87,6 +87,14 @@ class SpeakerConfig(DetectorConfig):
         "speakers; unset: min_evidence. The default pipeline's live 3 cost files 2-3 points "
         "of DER on dev (docs/BENCHMARKS.md).",
     )
+    file_new_speaker_distance: float | None = Field(
+        0.22,
+        gt=0,
+        lt=1,
+        description="Files: new_speaker_distance of the clusterer whose count votes on the "
+        "number of speakers; unset: new_speaker_distance. The vote's cuts were calibrated "
+        "with 0.22 (docs/BENCHMARKS.md).",
+    )
     gate: Literal["silero", "webrtc"] = Field(
         "silero", description="Speech gate per 32 ms frame: Silero VAD or the lighter WebRTC VAD."
     )
@@ -107,11 +115,12 @@ class SpeakerConfig(DetectorConfig):
         0.5, gt=0, le=1, description="Share of a window that must be voiced to embed it."
     )
     new_speaker_distance: float = Field(
-        0.22,
+        0.26,
         gt=0,
         lt=1,
         description="Cosine distance from every known speaker beyond which a window is evidence "
-        "of a new speaker.",
+        "of a new speaker. 0.26 on real voices (0.22, chosen on synthetic ones, split a real "
+        "voice into several speakers over minutes; docs/BENCHMARKS.md).",
     )
     update_rate: float = Field(
         0.05, gt=0, le=1, description="Least weight of a new window in its speaker's centroid."
