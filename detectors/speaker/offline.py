@@ -285,7 +285,7 @@ def block_clusters(
     Over minutes, one voice's windows drift (loudness, position, manner) into sub-clusters
     as far apart as two voices' windows in a short file: one average-linkage tree over the
     whole file, cut where short files are cut, counted a two-person interview of 2.5
-    minutes as 4 to 11 people. So the file is cut into ``config.file_block_s`` blocks, each
+    minutes as 4 to 9 people. So the file is cut into ``config.file_block_s`` blocks, each
     block's windows are clustered as a short file's are (``recluster_distance``), each
     block cluster of at least ``MIN_BLOCK_WINDOWS`` windows becomes one centroid, and the
     centroids, which average out what single windows vary by, are clustered across the
