@@ -8,7 +8,9 @@ under ``--mirrors``), then run this script::
     .venv/bin/python tools/gather_conversations.py tools/real_audio/conversations.csv \\
         /work/data/diar/real --mirrors /work/.mirror
 
-It writes ``OUT/test_NNN.flac`` (16 kHz mono) and ``OUT/test_NNN.rttm`` for
+With ``--fixture`` it writes only ``tests/data/diarization/real_call.flac`` and
+``.rttm`` (see :func:`write_fixture`; OUT is then unused). Otherwise it writes
+``OUT/test_NNN.flac`` (16 kHz mono) and ``OUT/test_NNN.rttm`` for
 ``bench/eval_diarization.py --split test``, plus ``OUT/excerpts.csv`` saying which
 recording and span each excerpt is.
 
@@ -59,6 +61,10 @@ FRAME = 0.02
 BRIDGE = 0.3
 MIN_BURST = 0.15
 HERE = Path(__file__).resolve().parent
+FIXTURE = HERE.parent / "tests" / "data" / "diarization" / "real_call"
+FIXTURE_CLIP = "lca_auto_repairs_40"  # Apache-2.0: may be committed
+FIXTURE_S = 150.0  # past file_block_after_s (120 s), so the block clustering is tested
+FIXTURE_RATE = 8000  # the call's own rate
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,19 @@ def load(row: dict[str, str], gitdir: Path) -> tuple[np.ndarray, list[Turn]]:
     return to_16k_mono(channels, rate), turns
 
 
+def write_fixture(rows: list[dict[str, str]], mirrors: Path) -> None:
+    """The committed real-call fixture: the first ``FIXTURE_S`` s of ``FIXTURE_CLIP`` (cut in
+    the reference pause nearest to it), at the call's own 8 kHz, and its reference."""
+    row = next(r for r in rows if r["clip_id"] == FIXTURE_CLIP)
+    audio, turns = load(row, git_dir(mirrors, row["repo"]))
+    end = cut_points(FIXTURE_S * 2, turns, FIXTURE_S)[1]
+    clipped = [Turn(t.start, min(t.end, end), t.speaker) for t in turns if t.start < end]
+    piece = soxr.resample(audio[: round(end * RATE)], RATE, FIXTURE_RATE)
+    sf.write(FIXTURE.with_suffix(".flac"), piece, FIXTURE_RATE, subtype="PCM_16")
+    write_rttm(FIXTURE.with_suffix(".rttm"), FIXTURE.name, clipped)
+    print(f"{FIXTURE}.flac: {end:.1f} s, {len(clipped)} turns")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("manifest", type=Path)
@@ -222,9 +241,13 @@ def main() -> None:
         default=MAX_EXCERPT,
         help=f"longest excerpt in s (default {MAX_EXCERPT:g}; 0: whole recordings)",
     )
+    parser.add_argument("--fixture", action="store_true", help="write the test fixture only")
     args = parser.parse_args()
     with args.manifest.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
+    if args.fixture:
+        write_fixture(rows, args.mirrors)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     index: list[list[str]] = [["file", "clip_id", "start_s", "end_s", "speakers", "turns"]]
     missing: list[str] = []
