@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,11 +209,14 @@ def partition(
     hop_s = _hop_s(usable[0])
     least = config.min_speaker_s / hop_s * pure.mean()
     starts = np.concatenate([h.window_start for h in usable])[pure]
-    blocks = len(starts) > 1 and config.file_block_s > 0
-    blocks = blocks and float(np.ptp(starts)) > config.file_block_after_s
+    long = len(starts) > 1 and config.file_block_s > 0
+    long = long and float(np.ptp(starts)) > config.file_block_after_s
+    # The blocks' own clustering, done once for the count and the partition.
+    stages = block_centroids(ge2e[pure], starts, config, least) if long else None
     if n_speakers is None:
-        if blocks:
-            found = len(np.unique(block_clusters(ge2e[pure], starts, config, least, None)))
+        if stages is not None:
+            found = len(np.unique(block_clusters(ge2e[pure], starts, config, least, None,
+                                                 blocks=stages)))  # fmt: skip
             n_speakers = max(config.min_speakers, min(config.max_speakers, found))
         else:
             online = np.concatenate([h.online for h in usable])
@@ -223,8 +227,9 @@ def partition(
             # Voices heard at once in one chunk are different people: a floor on the count.
             floor = max(local_count(h.segmentation, config.segmentation_count_s) for h in usable)
             n_speakers = max(n_speakers, min(floor, config.max_speakers))
-    if blocks:
-        return block_clusters(ge2e[pure], starts, config, least, n_speakers), n_speakers
+    if stages is not None:
+        labels = block_clusters(ge2e[pure], starts, config, least, n_speakers, blocks=stages)
+        return labels, n_speakers
     return cluster_windows(embeddings, recluster, least, n_speakers), n_speakers
 
 
@@ -273,25 +278,13 @@ def estimate_count(
     return max(config.min_speakers, min(config.max_speakers, found))
 
 
-def block_clusters(
-    embeddings: Matrix,
-    starts: npt.NDArray[np.float64],
-    config: SpeakerConfig,
-    min_windows: float,
-    n_speakers: int | None,
-) -> Labels:
-    """Speaker of every window of a long file, clustered in two stages.
-
-    Over minutes, one voice's windows drift (loudness, position, manner) into sub-clusters
-    as far apart as two voices' windows in a short file: one average-linkage tree over the
-    whole file, cut where short files are cut, counted a two-person interview of 2.5
-    minutes as 4 to 9 people. So the file is cut into ``config.file_block_s`` blocks, each
-    block's windows are clustered as a short file's are (``recluster_distance``), each
-    block cluster of at least ``MIN_BLOCK_WINDOWS`` windows becomes one centroid, and the
-    centroids, which average out what single windows vary by, are clustered across the
-    file (average linkage, cut at ``config.file_block_distance``, or at ``n_speakers``).
-    Speakers with fewer than ``min_windows`` windows in all join their nearest; every
-    window then goes to its most similar speaker."""
+def block_centroids(
+    embeddings: Matrix, starts: npt.NDArray[np.float64], config: SpeakerConfig, min_windows: float
+) -> tuple[Matrix, npt.NDArray[np.float64]]:
+    """The first stage of :func:`block_clusters`: the file cut into ``config.file_block_s``
+    blocks, each block's windows clustered as a short file's are (``recluster_distance``),
+    and every block cluster of at least ``MIN_BLOCK_WINDOWS`` windows as one centroid with
+    its number of windows as weight."""
     span = float(np.ptp(starts)) if len(starts) else 0.0
     count = max(1, math.ceil(span / config.file_block_s))
     edges = starts.min() + np.arange(1, count) * span / count if len(starts) else np.zeros(0)
@@ -308,10 +301,35 @@ def block_clusters(
             if len(windows) >= MIN_BLOCK_WINDOWS:
                 centroids.append(unit(embeddings[windows].mean(axis=0)))
                 weights.append(len(windows))
-    if len(centroids) < max(2, n_speakers or 0):
+    points = np.stack(centroids).astype(np.float32) if centroids else np.zeros((0, 1), np.float32)
+    return points, np.asarray(weights, dtype=np.float64)
+
+
+def block_clusters(
+    embeddings: Matrix,
+    starts: npt.NDArray[np.float64],
+    config: SpeakerConfig,
+    min_windows: float,
+    n_speakers: int | None,
+    *,
+    blocks: tuple[Matrix, npt.NDArray[np.float64]] | None = None,
+) -> Labels:
+    """Speaker of every window of a long file, clustered in two stages.
+
+    Over minutes, one voice's windows drift (loudness, position, manner) into sub-clusters
+    as far apart as two voices' windows in a short file: one average-linkage tree over the
+    whole file, cut where short files are cut, counted a two-person interview of 2.5
+    minutes as 4 to 9 people. So each block of the file is clustered on its own
+    (:func:`block_centroids`, or ``blocks`` if it was already run), and the block
+    centroids, which average out what single windows vary by, are clustered across the
+    file (average linkage, cut at ``config.file_block_distance``, or at ``n_speakers``).
+    Speakers with fewer than ``min_windows`` windows in all join their nearest; every
+    window then goes to its most similar speaker."""
+    points, weight = (
+        blocks if blocks is not None else block_centroids(embeddings, starts, config, min_windows)
+    )
+    if len(points) < max(2, n_speakers or 0):
         return cluster_windows(embeddings, config.recluster_distance, min_windows, n_speakers)
-    points = np.stack(centroids).astype(np.float32)
-    weight = np.asarray(weights, dtype=np.float64)
     speaker = global_clusters(points, distance_threshold=config.file_block_distance,
                               n_speakers=n_speakers)  # fmt: skip
     while True:
@@ -320,15 +338,20 @@ def block_clusters(
             break
         small = int(np.argmin(talk))
         others = [k for k in range(len(talk)) if k != small]
-        means = np.stack([unit((points[speaker == k] * weight[speaker == k, None]).sum(0))
-                          for k in others])  # fmt: skip
-        moved = np.array(others)[np.argmax(points[speaker == small] @ means.T, axis=1)]
-        speaker[speaker == small] = moved
+        means = _weighted_means(points, weight, speaker, others)
+        speaker[speaker == small] = np.array(others)[
+            np.argmax(points[speaker == small] @ means.T, axis=1)
+        ]
         speaker = np.unique(speaker, return_inverse=True)[1]
-    means = np.stack([unit((points[speaker == k] * weight[speaker == k, None]).sum(0))
-                      for k in range(int(speaker.max()) + 1)])  # fmt: skip
-    labels: Labels = np.argmax(embeddings @ means.T, axis=1).astype(np.int64)
-    return relabel_by_appearance(np.unique(labels, return_inverse=True)[1].astype(np.int64))
+    means = _weighted_means(points, weight, speaker, range(int(speaker.max()) + 1))
+    return relabel_by_appearance(np.argmax(embeddings @ means.T, axis=1).astype(np.int64))
+
+
+def _weighted_means(
+    points: Matrix, weight: npt.NDArray[np.float64], labels: Labels, ids: Iterable[int]
+) -> Matrix:
+    """Unit weighted mean of the points of each cluster in ``ids``."""
+    return np.stack([unit((points[labels == k] * weight[labels == k, None]).sum(0)) for k in ids])
 
 
 def online_count(online: Labels, hop_s: float = 0.5) -> int:
