@@ -255,6 +255,35 @@ def test_a_real_two_person_call_of_two_and_a_half_minutes_is_two_people() -> Non
     assert der(name, as_annotation(rows)) < 0.08
 
 
+def test_a_minute_and_a_half_of_a_real_call_is_two_people(tmp_path: Path) -> None:
+    """The first 80 s of ``real_call.flac`` (above). One tree over its windows, cut where
+    the room conversations of 30 s were calibrated, counted 3 people; in blocks of
+    ``file_block_s`` it is 2. Recordings of a minute or two are where one tree over-counted
+    real voices most (docs/BENCHMARKS.md). A regression guard, as above."""
+    audio, rate = sf.read(ROOMS / "real_call.flac", dtype="float32")
+    seconds = 80.0
+    path = tmp_path / "call80.flac"
+    sf.write(path, audio[: int(seconds * rate)], rate)
+    document = analyze_file(
+        path,
+        PipelineConfig(detectors=[speaker_config()]),
+        sections=frozenset({"voice_activity", "speaker_recognition"}),
+    )
+    section = document["results"]["speaker_recognition"]
+    assert section["speakers_detected"] == 2
+    truth = reference("real_call").crop(Segment(0, seconds))
+    found = as_annotation([(s["start"], s["end"], str(s["speaker"])) for s in section["segments"]])
+    metric = DiarizationErrorRate(collar=0.25, skip_overlap=False)
+    assert metric(truth, found, uem=Timeline([Segment(0, seconds)])) < 0.10
+    one_tree = speaker_config(file_block_after_s=400.0)
+    before = analyze_file(
+        path,
+        PipelineConfig(detectors=[one_tree]),
+        sections=frozenset({"voice_activity", "speaker_recognition"}),
+    )
+    assert before["results"]["speaker_recognition"]["speakers_detected"] > 2
+
+
 def test_min_speakers_above_max_speakers_is_a_clear_command_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -63,7 +63,7 @@ MIN_BURST = 0.15
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE.parent / "tests" / "data" / "diarization" / "real_call"
 FIXTURE_CLIP = "lca_auto_repairs_40"  # Apache-2.0: may be committed
-FIXTURE_S = 150.0  # past file_block_after_s (120 s), so the block clustering is tested
+FIXTURE_S = 150.0  # several file_block_s blocks, so the block clustering is tested
 FIXTURE_RATE = 8000  # the call's own rate
 
 

@@ -164,14 +164,14 @@ class SpeakerConfig(DetectorConfig):
         "of speakers, with recluster_distance's and the live clusterer's count.",
     )
     file_block_after_s: float = Field(
-        120.0,
+        45.0,
         ge=0,
         description="Files whose embedded windows span longer than this (s) are clustered in "
-        "blocks (file_block_s) first: over a long recording one voice's windows drift into "
-        "sub-clusters that a cut of the whole tree counts as people (docs/BENCHMARKS.md).",
+        "blocks (file_block_s) first: over a minute or more one real voice's windows drift "
+        "into sub-clusters that a cut of the whole tree counts as people (docs/BENCHMARKS.md).",
     )
     file_block_s: float = Field(
-        60.0,
+        45.0,
         ge=0,
         description="Files: length of the blocks (s) whose windows are clustered on their own "
         "before the blocks' clusters are joined across the file; 0: never.",
