@@ -167,6 +167,33 @@ def test_diarize_clusters_in_blocks_only_past_file_block_after_s() -> None:
     assert {s.speaker for s in diarize([history], SpeakerConfig()).segments} == {0, 1}
 
 
+def test_blocks_are_clustered_in_the_space_the_file_is_clustered_in() -> None:
+    """With the joined GE2E + CAM++ embeddings (``file_encoder``), a long file's blocks, its
+    count and its partition come from the joined space and its own cut (``recluster``):
+    here GE2E hears one voice and the joined space two, as CAM++ told apart the far-field
+    voices GE2E confused (docs/BENCHMARKS.md)."""
+    two, speaker = interview()
+    rng = np.random.default_rng(2)
+    one = np.stack([unit(v) for v in two[0] + 0.02 * rng.normal(size=two.shape)]).astype(np.float32)
+    starts = np.arange(len(two), dtype=np.float64)
+    history = SpeakerHistory(
+        channel=0, frame_s=0.032, frame_start=starts, frame_voiced=np.ones(len(two), bool),
+        window_start=starts, window_end=starts + 1.6, embeddings=one,
+        online=np.zeros(len(two), np.int64),
+    )  # fmt: skip
+    pure = np.ones(len(two), bool)
+    config = SpeakerConfig()
+
+    def found(space: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int64], int]:
+        return partition([history], one, space, pure, config=config, recluster=0.35,
+                         n_speakers=None)  # fmt: skip
+
+    assert found(one)[1] == 1
+    labels, n = found(two)
+    assert n == 2
+    assert np.mean(labels == labels[0] ^ (speaker != speaker[0])) > 0.95
+
+
 def test_the_live_count_ignores_speakers_with_almost_no_windows() -> None:
     assert online_count(np.array([-1, 0, 0, 0, 1, 1, 1, 2, 0])) == 2
     assert online_count(np.array([-1, -1])) == 1

@@ -204,21 +204,22 @@ def partition(
     """The speaker of every window in ``pure`` (``embeddings`` are theirs, in the clustering's
     space) and the number of speakers, estimated when ``n_speakers`` is None.
 
-    Files whose windows span longer than ``config.file_block_after_s`` are clustered on GE2E
-    block by block first (:func:`block_clusters`; the cuts of one whole tree were calibrated
-    on room conversations of under 45 s, and over 90 s of two real voices they counted 3 to
-    6 people); the partition serves any space."""
+    Files whose windows span longer than ``config.file_block_after_s`` are clustered block
+    by block first (:func:`block_clusters`, in the clustering's space, blocks cut at
+    ``recluster``; the cuts of one whole tree were calibrated on room conversations of under
+    45 s, and over 90 s of two real voices they counted 3 to 6 people). Shorter files take
+    the count from GE2E's vote and the partition from ``embeddings``."""
     hop_s = _hop_s(usable[0])
     least = config.min_speaker_s / hop_s * pure.mean()
     starts = np.concatenate([h.window_start for h in usable])[pure]
     long = len(starts) > 1 and config.file_block_s > 0
     long = long and float(np.ptp(starts)) > config.file_block_after_s
     # The blocks' own clustering, done once for the count and the partition.
-    stages = block_centroids(ge2e[pure], starts, config, least) if long else None
+    stages = block_centroids(embeddings, starts, config, least, recluster) if long else None
     if n_speakers is None:
         if stages is not None:
-            found = len(np.unique(block_clusters(ge2e[pure], starts, config, least, None,
-                                                 blocks=stages)))  # fmt: skip
+            found = len(np.unique(block_clusters(embeddings, starts, config, least, None,
+                                                 blocks=stages, distance=recluster)))  # fmt: skip
             n_speakers = max(config.min_speakers, min(config.max_speakers, found))
         else:
             online = np.concatenate([h.online for h in usable])
@@ -230,7 +231,8 @@ def partition(
             floor = max(local_count(h.segmentation, config.segmentation_count_s) for h in usable)
             n_speakers = max(n_speakers, min(floor, config.max_speakers))
     if stages is not None:
-        labels = block_clusters(ge2e[pure], starts, config, least, n_speakers, blocks=stages)
+        labels = block_clusters(embeddings, starts, config, least, n_speakers, blocks=stages,
+                                distance=recluster)  # fmt: skip
         return labels, n_speakers
     return cluster_windows(embeddings, recluster, least, n_speakers), n_speakers
 
@@ -281,12 +283,17 @@ def estimate_count(
 
 
 def block_centroids(
-    embeddings: Matrix, starts: npt.NDArray[np.float64], config: SpeakerConfig, min_windows: float
+    embeddings: Matrix,
+    starts: npt.NDArray[np.float64],
+    config: SpeakerConfig,
+    min_windows: float,
+    distance: float | None = None,
 ) -> tuple[Matrix, npt.NDArray[np.float64]]:
     """The first stage of :func:`block_clusters`: the file cut into ``config.file_block_s``
-    blocks, each block's windows clustered as a short file's are (``recluster_distance``),
-    and every block cluster of at least ``MIN_BLOCK_WINDOWS`` windows as one centroid with
-    its number of windows as weight."""
+    blocks, each block's windows clustered as a short file's are (cut at ``distance``,
+    by default ``recluster_distance``), and every block cluster of at least
+    ``MIN_BLOCK_WINDOWS`` windows as one centroid with its number of windows as weight."""
+    distance = config.recluster_distance if distance is None else distance
     span = float(np.ptp(starts)) if len(starts) else 0.0
     count = max(1, math.ceil(span / config.file_block_s))
     edges = starts.min() + np.arange(1, count) * span / count if len(starts) else np.zeros(0)
@@ -297,7 +304,7 @@ def block_centroids(
         members = np.flatnonzero(block_of == block)
         if len(members) < 2:
             continue
-        local = cluster_windows(embeddings[members], config.recluster_distance, min_windows, None)
+        local = cluster_windows(embeddings[members], distance, min_windows, None)
         for k in np.unique(local):
             windows = members[local == k]
             if len(windows) >= MIN_BLOCK_WINDOWS:
@@ -315,6 +322,7 @@ def block_clusters(
     n_speakers: int | None,
     *,
     blocks: tuple[Matrix, npt.NDArray[np.float64]] | None = None,
+    distance: float | None = None,
 ) -> Labels:
     """Speaker of every window of a long file, clustered in two stages.
 
@@ -326,12 +334,16 @@ def block_clusters(
     centroids, which average out what single windows vary by, are clustered across the
     file (average linkage, cut at ``config.file_block_distance``, or at ``n_speakers``).
     Speakers with fewer than ``min_windows`` windows in all join their nearest; every
-    window then goes to its most similar speaker."""
+    window then goes to its most similar speaker. ``distance``: where blocks are cut (by
+    default ``recluster_distance``; the joined GE2E + CAM++ space has its own)."""
+    distance = config.recluster_distance if distance is None else distance
     points, weight = (
-        blocks if blocks is not None else block_centroids(embeddings, starts, config, min_windows)
+        blocks
+        if blocks is not None
+        else block_centroids(embeddings, starts, config, min_windows, distance)
     )
     if len(points) < max(2, n_speakers or 0):
-        return cluster_windows(embeddings, config.recluster_distance, min_windows, n_speakers)
+        return cluster_windows(embeddings, distance, min_windows, n_speakers)
     speaker = global_clusters(points, distance_threshold=config.file_block_distance,
                               n_speakers=n_speakers)  # fmt: skip
     while True:
