@@ -263,7 +263,7 @@ def _analyze(
 
     runner = SourceRunner(
         source, config, keep, Metrics(), tap=_with_progress(scan, progress, duration),
-        lookahead_s=LOOKAHEAD_S,
+        lookahead_s=LOOKAHEAD_S, window_timing=False,
     )  # fmt: skip
     with times.stage("load_models"):
         runner.prepare()
