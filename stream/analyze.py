@@ -169,8 +169,8 @@ class _Scan:
         started = time.thread_time()
         if self._floating and not np.isfinite(block).all():
             block = np.nan_to_num(block, nan=0.0, posinf=1.0, neginf=-1.0)
-        # Whole blocks: the meters bound their own temporaries (true peak in pieces; it
-        # was 4096-frame pieces of each block, and a quarter of the calls costs less).
+        # Whole blocks (the meters cost per call; 4096-frame pieces once kept their
+        # temporaries small, and the true peak now bounds its own, the largest).
         self.signal.feed(block)
         self._times.add("metadata_technical", time.thread_time() - started)
 

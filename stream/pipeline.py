@@ -53,8 +53,8 @@ class _Stage:
     cpu_s: float = 0.0  # this thread's CPU seconds spent in the detector and its windows
 
     def run(self, samples: Samples) -> list[Event]:
-        # CPU time is read per block, not per window: reading it is a system call, and a
-        # file has 30 windows a second per detector (the windows' own cutting counts here).
+        # CPU time is read per block, not per window: reading it is a system call, and the
+        # VAD has 31 windows an audio second (cutting the windows now counts here too).
         events: list[Event] = []
         cpu = time.thread_time()
         if self.timer is None:
