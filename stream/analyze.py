@@ -46,16 +46,17 @@ BLOCK_FRAMES = 1 << 14
 """Decoded frames per block (128 kB of 48 kHz stereo float32). Every block costs Python
 work in the source, the meters, the resampler, the content analysis, the spool and the
 chain, and 64k-frame blocks saved 0.1-0.3 CPU-s on 5 minutes of 48 kHz audio with the
-same results, but freeing 512 kB blocks raises glibc's dynamic mmap threshold to that
-size: mid-size buffers (the ONNX sessions') then come from the heap, and the 5-minute
-scene's peak RSS reached 280-330 MB in 7 of 25 runs (16k frames: at most 260 in 36)."""
+same results, but the 5-minute scene's peak RSS then reached 280-330 MB in 7 of 25 runs
+(16k frames: at most 260 in 36). Likely why: freeing a mapped 512 kB block raises glibc's
+dynamic mmap threshold to that size, and mid-size buffers (the ONNX sessions') then come
+from the heap."""
 
 METER_FRAMES = 1 << 13
 """The technical meters take blocks in pieces of this many frames. Each call costs some
 Python (4096-frame pieces: 3516 calls for 5 minutes of 48 kHz), but a 48 kHz stereo
-piece's temporaries must stay under 128 kB, glibc's initial mmap threshold: freeing larger
-ones raises the threshold, the ONNX sessions' mid-size buffers then come from the heap,
-and peak RSS rises (whole 16k-frame blocks once grew the heap by 70 MB a minute)."""
+piece's temporaries stay under 128 kB, glibc's initial mmap threshold, only up to 8192
+frames: whole 16k-frame blocks raised the 5-minute scene's median peak RSS by 17 MB
+(and once grew the heap by 70 MB a minute; see BLOCK_FRAMES for the likely reason)."""
 
 LOOKAHEAD_S = 10.0
 """Seconds of the 16 kHz signal held back so that Silero judges 312 frames at once (its
