@@ -42,12 +42,21 @@ _BIT_DEPTHS = {
     "PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 32, "DOUBLE": 64,
     "ALAC_16": 16, "ALAC_20": 20, "ALAC_24": 24, "ALAC_32": 32,
 }  # fmt: skip
-BLOCK_FRAMES = 1 << 14  # decoded frames per block: big enough that per-block work is small
-METER_FRAMES = 1 << 12
-"""The technical meters take blocks in pieces of this many frames: their temporaries (4x
-oversampled true peak) then stay small enough for the C heap to reuse. Whole 16k-frame
-blocks of 48 kHz stereo, interleaved with the detectors' long-lived allocations, made the
-heap grow by 70 MB per minute of audio (glibc fragmentation, not Python objects)."""
+BLOCK_FRAMES = 1 << 14
+"""Decoded frames per block (128 kB of 48 kHz stereo float32). Every block costs Python
+work in the source, the meters, the resampler, the content analysis, the spool and the
+chain, and 64k-frame blocks saved 0.1-0.3 CPU-s on 5 minutes of 48 kHz audio with the
+same results, but the 5-minute scene's peak RSS then reached 280-330 MB in 7 of 25 runs
+(16k frames: at most 260 in 36). Likely why: freeing a mapped 512 kB block raises glibc's
+dynamic mmap threshold to that size, and mid-size buffers (the ONNX sessions') then come
+from the heap."""
+
+METER_FRAMES = 1 << 13
+"""The technical meters take blocks in pieces of this many frames. Each call costs some
+Python (4096-frame pieces: 3516 calls for 5 minutes of 48 kHz), but a 48 kHz stereo
+piece's temporaries stay under 128 kB, glibc's initial mmap threshold, only up to 8192
+frames: whole 16k-frame blocks raised the 5-minute scene's median peak RSS by 17 MB
+(and once grew the heap by 70 MB a minute; see BLOCK_FRAMES for the likely reason)."""
 
 LOOKAHEAD_S = 10.0
 """Seconds of the 16 kHz signal held back so that Silero judges 312 frames at once (its
@@ -268,7 +277,7 @@ def _analyze(
 
     runner = SourceRunner(
         source, config, keep, Metrics(), tap=_with_progress(scan, progress, duration),
-        lookahead_s=LOOKAHEAD_S,
+        lookahead_s=LOOKAHEAD_S, window_timing=False,
     )  # fmt: skip
     with times.stage("load_models"):
         runner.prepare()

@@ -11,6 +11,7 @@ resumes an interrupted batch where it stopped.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -243,6 +244,10 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         todo = [p for p in paths if not output_path(args.out_dir, p).exists()]
         skipped = len(paths) - len(todo)
         paths = todo
+    # The modules, configuration and settings loaded so far live as long as the process:
+    # the cyclic collector need not walk them again (a full collection walks 65k such
+    # objects, 0.04 CPU-s, and the interpreter runs one or more at exit).
+    gc.freeze()
     bar = BatchProgress(len(paths))
     outcomes: dict[Path, Outcome] = {}
     for outcome in _run_batch(paths, config, args, bar):

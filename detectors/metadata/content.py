@@ -65,7 +65,12 @@ class Framer:
         self._carry = data[n * self.hop :].copy()
         if not n:
             return np.zeros((0, self.size), np.float32)
-        return np.lib.stride_tricks.sliding_window_view(data, self.size)[:: self.hop][:n]
+        # The frames as a strided view of ``data`` (as sliding_window_view(...)[::hop][:n],
+        # without its Python overhead: this runs a few times per block).
+        step = data.strides[0]
+        return np.lib.stride_tricks.as_strided(
+            data, (n, self.size), (self.hop * step, step), writeable=False
+        )
 
 
 class ContentAnalyzer:

@@ -23,6 +23,9 @@ TAPS_PER_PHASE = 24
 KAISER_BETA = 4.0
 MARGIN_DB = 4.0
 SPAN = 2  # sample intervals interpolated on each side of a candidate maximum
+PIECE = 4096
+"""Outputs interpolated per matrix product: the temporaries stay under 1 MB whatever the
+block size (large short-lived blocks among long-lived ones fragment the C heap)."""
 
 
 def oversampling_factor(sample_rate: int) -> int:
@@ -59,6 +62,7 @@ class TruePeakMeter:
         )
         # Output n*L+q lies at input time n - delay/L + q/L, delay = (len(h) - 1) / 2.
         self._lag = (len(h) - 1) // (2 * self.factor)
+        self._taps = np.arange(-TAPS_PER_PHASE + 1, 1)[None, :]  # a window's frames, from its end
         self._reach = TAPS_PER_PHASE + SPAN + 1  # frames kept on each side of a scan
         self._pending: NDArray[np.float32] | None = None  # frames not yet scanned (+context)
         self._context = 0  # leading frames of ``_pending`` already scanned
@@ -105,8 +109,11 @@ class TruePeakMeter:
         for ch in range(data.shape[1]):
             x = data[:, ch]
             a = np.abs(x[start - 1 : end + 1])
-            mid = a[1:-1]
-            candidate = np.flatnonzero((mid >= floor) & (mid >= a[:-2]) & (mid >= a[2:])) + start
+            # The samples within the margin (few, once the peak is known), then which of
+            # them are local maxima: two comparisons of the whole block fewer.
+            loud = np.flatnonzero(a[1:-1] >= floor) + 1
+            peaks = a[loud]
+            candidate = loud[(peaks >= a[loud - 1]) & (peaks >= a[loud + 1])] + (start - 1)
             if not candidate.size:
                 continue
             self.candidates += len(candidate)
@@ -114,6 +121,7 @@ class TruePeakMeter:
             for offset in offsets:
                 marked[candidate + offset] = True
             ends = np.flatnonzero(marked)
-            windows = x[ends[:, None] + np.arange(-TAPS_PER_PHASE + 1, 1)[None, :]]
-            up = windows.astype(np.float64) @ self._phases.T
-            self.peak = max(self.peak, float(np.abs(up).max()))
+            for first in range(0, len(ends), PIECE):
+                windows = x[ends[first : first + PIECE, None] + self._taps]
+                up = windows.astype(np.float64) @ self._phases.T
+                self.peak = max(self.peak, float(np.abs(up).max()))
