@@ -19,8 +19,10 @@ from detectors.speaker.offline import (
     block_clusters,
     cluster_windows,
     diarize,
+    merge_alternating,
     online_count,
     partition,
+    switch_rates,
 )
 from stream.speaker_report import interruptions, rttm_lines, speaker_labels
 
@@ -192,6 +194,24 @@ def test_blocks_are_clustered_in_the_space_the_file_is_clustered_in() -> None:
     labels, n = found(two)
     assert n == 2
     assert np.mean(labels == labels[0] ^ (speaker != speaker[0])) > 0.95
+
+
+def test_speakers_that_change_hands_every_window_or_two_are_one_voice() -> None:
+    starts = np.arange(60, dtype=np.float64)
+    turns = np.repeat([0, 1] * 6, 5).astype(np.int64)  # two people, turns of 5 s
+    rng = np.random.default_rng(3)
+    flicker = np.concatenate([turns, 2 + rng.integers(0, 2, 60)])  # a third voice, split
+    starts = np.concatenate([starts, 60 + starts])
+    rates = switch_rates(flicker, starts, 1.0)
+    assert rates[0, 1] == pytest.approx(11 / 30)  # 11 changes of hands, 30 windows each
+    assert rates[2, 3] > 0.6
+    merged = merge_alternating(flicker, starts, 1.0, 0.6)
+    assert merged.tolist() == turns.tolist() + [2] * 60
+    assert merge_alternating(flicker, starts, 1.0, 0.6, min_speakers=4).tolist() == flicker.tolist()
+    # Windows are consecutive only within a channel and one hop apart: the second
+    # channel's first window does not follow the first channel's last one.
+    two_channels = np.concatenate([starts[:60], starts[:60]])
+    assert switch_rates(np.repeat([0, 1], 60), two_channels, 1.0)[0, 1] == 0.0
 
 
 def test_the_live_count_ignores_speakers_with_almost_no_windows() -> None:
