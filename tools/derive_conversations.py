@@ -66,7 +66,7 @@ def cut(source: Path, out: Path, seconds: float, shortest: float) -> int:
                     a = max(float(row[3]), start)
                     b = min(float(row[3]) + float(row[4]), end)
                     if b - a > 0.01:
-                        kept.append([row[0], name, *row[2:3], f"{a - start:.3f}",
+                        kept.append([row[0], name, row[2], f"{a - start:.3f}",
                                      f"{b - a:.3f}", *row[5:]])  # fmt: skip
                 write_rttm(out / f"{name}.rttm", kept)
                 index += 1

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from mirrors import git_dir, git_show
 
 RATE = 16000
 MAX_EXCERPT = 120.0
@@ -74,24 +75,6 @@ class Turn:
     start: float
     end: float
     speaker: str
-
-
-def git_show(gitdir: Path, commit: str, path: str) -> bytes:
-    """The bytes of ``path`` at ``commit``."""
-    return subprocess.run(
-        ["git", "--git-dir", str(gitdir), "show", f"{commit}:{path}"],
-        capture_output=True,
-        check=True,
-    ).stdout
-
-
-def git_dir(mirrors: Path, repo: str) -> Path:
-    """The git directory of ``repo``'s mirror (``owner+name``, bare or with a work tree)."""
-    folder = mirrors / repo.replace("/", "+", 1)
-    for candidate in (folder / "repo", folder / "repo" / ".git", folder / ".git"):
-        if (candidate / "HEAD").exists():
-            return candidate
-    return folder
 
 
 def read_audio(data: bytes) -> tuple[np.ndarray, int]:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+from mirrors import git_dir, git_show
 
 RATE = 16000
 
@@ -64,17 +65,8 @@ def main() -> None:
     missing: list[str] = []
     short: list[str] = []
     for row in rows:
-        folder = args.mirrors / row["repo"].replace("/", "+", 1)
-        gitdir = next(
-            (d for d in (folder / "repo", folder / "repo" / ".git") if (d / "HEAD").exists()),
-            folder,
-        )
         try:
-            data = subprocess.run(
-                ["git", "--git-dir", str(gitdir), "show", f"{row['commit']}:{row['path']}"],
-                capture_output=True,
-                check=True,
-            ).stdout
+            data = git_show(git_dir(args.mirrors, row["repo"]), row["commit"], row["path"])
         except subprocess.CalledProcessError:
             missing.append(f"{row['repo']}@{row['commit'][:10]}:{row['path']}")
             continue

@@ -38,7 +38,6 @@ import csv
 import io
 import itertools
 import json
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 import soxr
+from mirrors import git_dir, git_show
 from scipy.signal import butter, fftconvolve, lfilter, sosfilt
 
 SR = 16_000
@@ -77,11 +77,7 @@ def load_voices(mirrors: Path, cache: Path) -> dict[str, dict[str, list[Audio]]]
     for row in rows:
         cached = cache / f"{row['clip_id']}.flac"
         if not cached.exists():
-            git = mirrors / row["repo"].replace("/", "+") / "repo"
-            data = subprocess.run(
-                ["git", "-C", str(git), "show", f"{row['commit']}:{row['path']}"],
-                check=True, capture_output=True,
-            ).stdout  # fmt: skip
+            data = git_show(git_dir(mirrors, row["repo"]), row["commit"], row["path"])
             audio, rate = sf.read(io.BytesIO(data), dtype="float64", always_2d=True)
             mono = audio.mean(axis=1)
             if rate != SR:

@@ -249,16 +249,13 @@ def switch_rates(labels: Labels, starts: npt.NDArray[np.float64], hop_s: float) 
     n = int(labels.max()) + 1 if len(labels) else 0
     steps = np.diff(starts)
     consecutive = (steps > 0) & (steps <= 1.01 * hop_s)
-    rates = np.zeros((n, n), np.float32)
-    if n < 2:
-        return rates
     changes = np.zeros((n, n))
     np.add.at(changes, (labels[:-1][consecutive], labels[1:][consecutive]), 1)
-    changes += changes.T
+    np.fill_diagonal(changes, 0)  # a speaker followed by itself is no change
     sizes = np.bincount(labels, minlength=n)
-    rates[:] = changes / np.maximum(1, np.minimum.outer(sizes, sizes))
-    np.fill_diagonal(rates, 0)
-    return rates
+    return ((changes + changes.T) / np.maximum(1, np.minimum.outer(sizes, sizes))).astype(
+        np.float32
+    )
 
 
 def merge_alternating(
