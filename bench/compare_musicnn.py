@@ -67,9 +67,9 @@ class MsdFeaturizer:
         return Excerpt(excerpt_level_dbfs(samples), vector)
 
 
-def with_msd(corpus: Corpus, msd: Vectorizer) -> Corpus:
-    """The corpus with MSD's 250 columns appended to every row."""
-    extra = [msd.example(e) for e in corpus.examples]
+def with_columns(corpus: Corpus, more: Vectorizer) -> Corpus:
+    """The corpus with ``more``'s columns (another representation) appended to every row."""
+    extra = [more.example(e) for e in corpus.examples]
     x = np.concatenate([corpus.x, np.concatenate(extra)], axis=1)
     return Corpus(x, corpus.y, corpus.groups, corpus.examples)
 
@@ -87,9 +87,9 @@ def main() -> None:
     vectorizer = Vectorizer(cache=args.cache)
     examples = dataset_examples([args.real])
     copies = archival_copies(examples, args.cache / "archival")
-    real = with_msd(Corpus.of(examples + copies, vectorizer), msd)
+    real = with_columns(Corpus.of(examples + copies, vectorizer), msd)
     base_examples = dataset_examples([args.synthetic / "train", args.synthetic / "val"])
-    base = with_msd(Corpus.of(base_examples, vectorizer), msd)
+    base = with_columns(Corpus.of(base_examples, vectorizer), msd)
     width = real.x.shape[1]
     mtt, hand = music_columns(), music_columns()[:4]
     msd_columns = list(range(width - MSD_WIDTH, width))
