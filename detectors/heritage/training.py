@@ -260,6 +260,14 @@ def fit_temperature(probs: Matrix, groups: npt.NDArray[np.int64], truth: Sequenc
     return best
 
 
+def representation_files() -> dict[str, str]:
+    """The pretrained networks an excerpt vector comes from, by file name: their sha256."""
+    from detectors.heritage.musicnn import MUSICNN_MODEL
+    from detectors.heritage.yamnet import YAMNET_MODEL
+
+    return {path.name: file_sha256(path) for path in (MUSICNN_MODEL, YAMNET_MODEL)}
+
+
 def make_card(
     name: str, used: Sequence[Example], x: Matrix, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -278,8 +286,10 @@ def make_card(
             "files_per_class": {c: sum(e.category == c for e in used) for c in present},
         },
         "estimator": "hierarchy of StandardScaler + LogisticRegression: gate (speech/music/"
-        "neither), speech (channel features), music (musicnn tags + embedding)",
+        "neither), speech (channel features), music (musicnn tags + embedding, YAMNet embedding)",
+        "representations": representation_files(),
         "branch_c": BRANCH_C,
+        "synthetic_weight": SYNTHETIC_WEIGHT,
         "scikit_learn": version("scikit-learn"),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **extra,
