@@ -98,6 +98,7 @@ def main() -> None:
         "MTT + YAMNet scores + embedding": (list(range(width)), mtt + scores + embedding),
         "MTT + YAMNet embedding": (list(range(shipped)) + embedding, mtt + embedding),
         "MTT + YAMNet embedding, gate + YAMNet scores": (list(range(width)), mtt + embedding),
+        "MTT + YAMNet embedding, gate without MTT": (hand + embedding, mtt + embedding),
         "YAMNet scores": (hand + scores, pulse + scores),
         "YAMNet scores + embedding": (hand + scores + embedding, pulse + scores + embedding),
         "YAMNet embedding": (hand + embedding, pulse + embedding),

@@ -36,10 +36,11 @@ class HeritageConfig(DetectorConfig):
 
     type: Literal["heritage"] = "heritage"
     hop_s: float = Field(
-        6.0,
+        8.0,
         ge=1.0,
         le=120.0,
-        description="Seconds between classifications; each classifies the last 3 s.",
+        description="Seconds between classifications; each classifies the last 3 s (8 s: "
+        "about 0.007 CPU-s per audio-s with musicnn and YAMNet, bench/eval_heritage.py).",
     )
     file_hop_s: float = Field(
         12.0,
