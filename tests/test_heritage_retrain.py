@@ -336,3 +336,36 @@ def test_the_corrections_path_allows_get_and_post(client: tuple[Client, dict[str
     response = c.http.put(url, json={}, headers=c.auth("admin"))
     assert response.status_code == 405
     assert {"GET", "POST"} <= set(response.headers["allow"].split(", "))
+
+
+def test_an_active_version_fitted_on_older_vectors_gives_way_to_the_shipped_model(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After an upgrade that changes the excerpt vectors, a museum's retrained model cannot
+    read them: the detector uses the shipped model (and says so) instead of failing."""
+    import json
+    import os
+    import shutil
+
+    from detectors.heritage.excerpt import VECTOR_VERSION
+    from detectors.heritage.model import DEFAULT_MODEL, linear_path
+
+    root = registry_dir(tmp_path)
+    folder = root / "v1"
+    folder.mkdir(parents=True)
+    shutil.copy(DEFAULT_MODEL, folder / "heritage.skops")
+    shutil.copy(linear_path(DEFAULT_MODEL), linear_path(folder / "heritage.skops"))
+    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    (folder / "heritage.json").write_text(json.dumps({**card, "vector_version": "old/1"}))
+    state = {"active": "v1", "history": ["shipped"], "versions": {"v1": {"status": "inactive"}}}
+    (root / "registry.json").write_text(json.dumps(state))
+    with caplog.at_level("WARNING", logger="detectors.heritage.registry"):
+        assert resolve_model_path(None, tmp_path) == DEFAULT_MODEL
+    assert "fitted on vectors 'old/1'" in caplog.text
+    assert VECTOR_VERSION in caplog.text
+    # The same version made for today's vectors is used.
+    (folder / "heritage.json").write_text(json.dumps({**card, "vector_version": VECTOR_VERSION}))
+    (root / "registry.json").write_text(json.dumps(state))
+    later = (root / "registry.json").stat().st_mtime + 5  # the resolver re-reads on a new mtime
+    os.utime(root / "registry.json", (later, later))
+    assert resolve_model_path(None, tmp_path) == folder / "heritage.skops"

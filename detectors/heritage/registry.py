@@ -14,6 +14,7 @@ classification: no restart. Every change is written to a temporary file and rena
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -22,7 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from detectors.heritage.excerpt import VECTOR_VERSION
 from detectors.heritage.model import DEFAULT_MODEL, ModelError, linear_path, load_model
+
+logger = logging.getLogger(__name__)
 
 SHIPPED = "shipped"
 REGISTRY_FILE = "registry.json"
@@ -171,6 +175,26 @@ def resolve_model_path(model_path: Path | None, data_dir: Path | None = None) ->
     with _RESOLVE_LOCK:
         cached = _RESOLVED.get(str(root))
         if cached is None or cached[0] != mtime:
-            cached = (mtime, ModelRegistry(root).active_path())
+            cached = (mtime, _usable(ModelRegistry(root).active_path()))
             _RESOLVED[str(root)] = cached
         return cached[1]
+
+
+def _usable(active: Path) -> Path:
+    """``active``, or the shipped model when ``active`` was fitted on vectors this version no
+    longer computes (an upgrade changed them): said once in the log, and results then name
+    the shipped version, until the museum's model is retrained with ``train --from-store``."""
+    try:
+        made_for = json.loads(active.with_suffix(".json").read_text("utf-8")).get("vector_version")
+    except (OSError, ValueError):
+        return active  # loading it says what is wrong
+    if made_for == VECTOR_VERSION:
+        return active
+    logger.warning(
+        "the active heritage model %s was fitted on vectors %r, this version computes %r: "
+        "using the shipped model until it is retrained (heritage-audio train --from-store)",
+        active,
+        made_for,
+        VECTOR_VERSION,
+    )
+    return DEFAULT_MODEL
