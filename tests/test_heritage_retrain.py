@@ -363,6 +363,9 @@ def test_an_active_version_fitted_on_older_vectors_gives_way_to_the_shipped_mode
         assert resolve_model_path(None, tmp_path) == DEFAULT_MODEL
     assert "fitted on vectors 'old/1'" in caplog.text
     assert VECTOR_VERSION in caplog.text
+    listed_v1 = next(v for v in ModelRegistry(root).versions() if v.name == "v1")
+    assert listed_v1.status == "stale"
+    assert "retrain it" in listed_v1.reason
     # The same version made for today's vectors is used.
     (folder / "heritage.json").write_text(json.dumps({**card, "vector_version": VECTOR_VERSION}))
     (root / "registry.json").write_text(json.dumps(state))

@@ -104,7 +104,12 @@ class ModelRegistry:
                 card = json.loads(card_file.read_text("utf-8"))
             except (OSError, ValueError):
                 card = {}
-            out.append(ModelVersion(name, status, str(info.get("reason", "")), card_file, card))
+            reason = str(info.get("reason", ""))
+            made_for = card.get("vector_version", VECTOR_VERSION)
+            if made_for != VECTOR_VERSION:  # fitted before an upgrade changed the vectors
+                status = "stale"
+                reason = f"fitted on vectors {made_for!r}, not {VECTOR_VERSION!r}: retrain it"
+            out.append(ModelVersion(name, status, reason, card_file, card))
         return out
 
     def next_name(self) -> str:
