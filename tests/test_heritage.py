@@ -102,11 +102,11 @@ def test_shipped_model_classifies_the_unseen_synthetic_fixtures() -> None:
     assert len(misses) <= 1, misses
 
 
-# Known misses of the shipped model, each with its answer. ``shipped-6`` (musicnn + YAMNet)
-# hears the 10 s of a cheering crowd as voices: historical_speech at 0.29, an unsure answer
+# Known misses of the shipped model, each with its answer. ``shipped-6`` and ``-7`` (musicnn +
+# YAMNet) hear the 10 s of a cheering crowd as voices: historical_speech at 0.29-0.30, unsure
 # (test_non_heritage_sound_is_other_or_unsure), where ``shipped-5`` said other. Strict: a
 # model that gets it right must drop it from here.
-KNOWN_MISSES = {"MAX_Audio_Classifier_crowd_cheering": "historical_speech at 0.29 (shipped-6)"}
+KNOWN_MISSES = {"MAX_Audio_Classifier_crowd_cheering": "historical_speech at 0.30 (shipped-7)"}
 
 
 @pytest.mark.parametrize(
