@@ -179,3 +179,13 @@ def _prominences(x: Float64, peaks: npt.NDArray[np.intp]) -> Float64:
     right_min = np.minimum.reduceat(padded, np.column_stack((peaks, right)).ravel())[::2]
     result: Float64 = x[peaks] - np.maximum(left_min, right_min)
     return result
+
+
+def mono_audio(audio: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """``audio`` as non-empty 1-D finite float32; ``ValueError`` otherwise."""
+    mono = np.asarray(audio, dtype=np.float32)
+    if mono.ndim != 1 or mono.size == 0:
+        raise ValueError(f"expected non-empty mono audio (1-D), got shape {mono.shape}")
+    if not np.all(np.isfinite(mono)):
+        raise ValueError("audio holds NaN or infinite samples")
+    return mono

@@ -17,9 +17,7 @@ shorter than one patch is repeat-padded to one (musicnn's training did so).
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.files import file_sha256
-from detectors.onnx import onnx_session
+from detectors.dsp import mono_audio
+from detectors.onnx import CardedModel
 
 MUSICNN_MODEL = Path(str(resources.files("detectors") / "models" / "musicnn_mtt.onnx"))
 SAMPLE_RATE = 16_000  # Hz
@@ -86,16 +84,6 @@ _MEL_T = np.ascontiguousarray(mel_filterbank().T)  # [257, 96]
 _WINDOW = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic Hann
 
 
-def _as_audio(audio_16k: npt.ArrayLike) -> Float32:
-    """``audio_16k`` as non-empty 1-D finite float32; ``ValueError`` otherwise."""
-    audio = np.asarray(audio_16k, dtype=np.float32)
-    if audio.ndim != 1 or audio.size == 0:
-        raise ValueError(f"expected non-empty mono audio (1-D), got shape {audio.shape}")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError("audio holds NaN or infinite samples")
-    return audio
-
-
 def _logmel_frames(padded: Float32, first: int, count: int) -> Float32:
     """Log-mel frames ``first`` to ``first + count`` [count, 96] of audio padded by 256 samples."""
     start = first * HOP
@@ -125,38 +113,21 @@ class MusicnnEmbedding:
     penultimate: Float32  # [n, 200] penultimate-layer features
 
 
-class MusicnnTagger:
+class MusicnnTagger(CardedModel):
     """musicnn's MTT tagger on one CPU thread; the model loads (and is verified) on first use."""
 
     TAGS = TAGS
+    default_path = MUSICNN_MODEL
 
-    def __init__(self, model_path: Path | None = None) -> None:
-        """Use ``model_path`` (with its ``.json`` card beside it; the shipped model if None)."""
-        self.model_path = model_path or MUSICNN_MODEL
-        self._session: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any:
-        """The onnxruntime session, after checking the file's sha256 and tags against its card."""
-        with self._lock:
-            if self._session is None:
-                card = json.loads(self.model_path.with_suffix(".json").read_text())
-                digest = file_sha256(self.model_path)
-                if digest != card["onnx"]["sha256"]:
-                    raise ValueError(f"{self.model_path.name}: sha256 {digest} is not its card's")
-                if tuple(card["tags"]) != TAGS:
-                    raise ValueError(f"{self.model_path.name}: its card lists other tags")
-                self._session = onnx_session(self.model_path)
-            return self._session
-
-    def provenance(self) -> str:
-        """What tagged the audio, for a result's ``provenance.models``."""
-        return f"{self.model_path.name} sha256:{file_sha256(self.model_path)}"
+    def check_card(self, card: dict[str, Any]) -> None:
+        """The card must list musicnn's MTT tags, in order."""
+        if tuple(card["tags"]) != TAGS:
+            raise ValueError(f"{self.model_path.name}: its card lists other tags")
 
     @staticmethod
     def logmel(audio_16k: npt.ArrayLike) -> Float32:
         """Log-mel spectrogram [1 + len // 256, 96] of 16 kHz mono audio, log10(10000 mel + 1)."""
-        audio = _as_audio(audio_16k)
+        audio = mono_audio(audio_16k)
         padded = np.pad(audio, N_FFT // 2, mode="reflect")
         return _logmel_frames(padded, 0, 1 + len(audio) // HOP)
 
@@ -202,7 +173,7 @@ class MusicnnTagger:
         With ``max_patches``, at most that many evenly spaced patches are run (about
         35 ms of CPU each): the first, and for two or more, the last.
         """
-        audio = _as_audio(audio_16k)
+        audio = mono_audio(audio_16k)
         n_frames = 1 + len(audio) // HOP
         starts = patch_starts(n_frames, hop_frames)
         if max_patches is not None:

@@ -18,8 +18,6 @@ within 1.4e-3 log units (median 2e-6; ``tools/yamnet_frontend_reference.py``).
 
 from __future__ import annotations
 
-import json
-import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,8 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.files import file_sha256
-from detectors.onnx import onnx_session
+from detectors.dsp import mono_audio
+from detectors.onnx import CardedModel
 
 YAMNET_MODEL = Path(str(resources.files("detectors") / "models" / "yamnet.onnx"))
 SAMPLE_RATE = 16_000  # Hz
@@ -75,19 +73,9 @@ _MEL = mel_matrix().astype(np.float32)
 _HANN = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(WINDOW) / WINDOW)).astype(np.float32)
 
 
-def _as_audio(audio_16k: npt.ArrayLike) -> Float32:
-    """``audio_16k`` as non-empty 1-D finite float32; ``ValueError`` otherwise."""
-    audio = np.asarray(audio_16k, dtype=np.float32)
-    if audio.ndim != 1 or audio.size == 0:
-        raise ValueError(f"expected non-empty mono audio (1-D), got shape {audio.shape}")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError("audio holds NaN or infinite samples")
-    return audio
-
-
 def logmel(audio_16k: npt.ArrayLike) -> Float32:
     """Log-mel spectrogram [frames, 64] of 16 kHz mono audio (at least one patch of frames)."""
-    audio = _as_audio(audio_16k)
+    audio = mono_audio(audio_16k)
     shortest = WINDOW + (PATCH_FRAMES - 1) * HOP  # samples of one whole patch
     if len(audio) < shortest:
         audio = np.pad(audio, (0, shortest - len(audio)))
@@ -122,39 +110,23 @@ class YamnetOutput:
         return result
 
 
-class Yamnet:
+class Yamnet(CardedModel):
     """YAMNet on one CPU thread; the model loads (and is verified) on first use."""
 
-    def __init__(self, model_path: Path | None = None) -> None:
-        """Use ``model_path`` (with its ``.json`` card beside it; the shipped model if None)."""
-        self.model_path = model_path or YAMNET_MODEL
-        self._session: Any = None
-        self._classes: tuple[str, ...] = ()
-        self._lock = threading.Lock()
+    default_path = YAMNET_MODEL
+    _classes: tuple[str, ...] = ()
 
-    def _load(self) -> Any:
-        """The onnxruntime session, after checking the file's sha256 against its card."""
-        with self._lock:
-            if self._session is None:
-                card = json.loads(self.model_path.with_suffix(".json").read_text())
-                digest = file_sha256(self.model_path)
-                if digest != card["onnx"]["sha256"]:
-                    raise ValueError(f"{self.model_path.name}: sha256 {digest} is not its card's")
-                if len(card["classes"]) != N_CLASSES:
-                    raise ValueError(f"{self.model_path.name}: its card lists other classes")
-                self._classes = tuple(card["classes"])
-                self._session = onnx_session(self.model_path)
-            return self._session
+    def check_card(self, card: dict[str, Any]) -> None:
+        """The card must list AudioSet's 521 classes."""
+        if len(card["classes"]) != N_CLASSES:
+            raise ValueError(f"{self.model_path.name}: its card lists other classes")
+        self._classes = tuple(card["classes"])
 
     @property
     def classes(self) -> tuple[str, ...]:
         """AudioSet's 521 class names, in the logits' column order."""
         self._load()
         return self._classes
-
-    def provenance(self) -> str:
-        """What classified the audio, for a result's ``provenance.models``."""
-        return f"{self.model_path.name} sha256:{file_sha256(self.model_path)}"
 
     def run(self, batch: npt.ArrayLike) -> YamnetOutput:
         """Logits and embeddings of patches [n, 1, 96, 64]."""
