@@ -39,14 +39,14 @@ from detectors.heritage.crossval import Corpus, real_leave_one_source_out
 from detectors.heritage.excerpt import Excerpt, music_columns
 from detectors.heritage.features import excerpt_level_dbfs
 from detectors.heritage.musicnn import MusicnnTagger
-from detectors.heritage.training import Vectorizer, dataset_examples
+from detectors.heritage.training import Example, Vectorizer, dataset_examples
 from detectors.onnx import onnx_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from train_heritage_model import archival_copies
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heritage_variants import branches_read
+from heritage_variants import branches_read, row
 
 MSD_WIDTH = 50 + 200  # taggram + penultimate
 
@@ -74,6 +74,20 @@ def with_columns(corpus: Corpus, more: Vectorizer) -> Corpus:
     return Corpus(x, corpus.y, corpus.groups, corpus.examples)
 
 
+def corpora_with(
+    more: Vectorizer, real_root: Path, synthetic_root: Path, cache: Path
+) -> tuple[Corpus, Corpus, list[Example]]:
+    """The real set (with the archival copies of its voices) and the synthetic base, every
+    row the shipped vector with ``more``'s columns appended; and the copies."""
+    vectorizer = Vectorizer(cache=cache)
+    examples = dataset_examples([real_root])
+    copies = archival_copies(examples, cache / "archival")
+    real = with_columns(Corpus.of(examples + copies, vectorizer), more)
+    base_examples = dataset_examples([synthetic_root / "train", synthetic_root / "val"])
+    base = with_columns(Corpus.of(base_examples, vectorizer), more)
+    return real, base, copies
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--msd", type=Path, required=True, help="MSD_musicnn ONNX file")
@@ -84,12 +98,7 @@ def main() -> None:
     started = time.process_time()
     # A cache folder of its own: the vector cache's key does not name the featurizer.
     msd = Vectorizer(cache=args.cache / "msd", featurizer=MsdFeaturizer(args.msd))
-    vectorizer = Vectorizer(cache=args.cache)
-    examples = dataset_examples([args.real])
-    copies = archival_copies(examples, args.cache / "archival")
-    real = with_columns(Corpus.of(examples + copies, vectorizer), msd)
-    base_examples = dataset_examples([args.synthetic / "train", args.synthetic / "val"])
-    base = with_columns(Corpus.of(base_examples, vectorizer), msd)
+    real, base, copies = corpora_with(msd, args.real, args.synthetic, args.cache)
     width = real.x.shape[1]
     mtt, hand = music_columns(), music_columns()[:4]
     msd_columns = list(range(width - MSD_WIDTH, width))
@@ -103,11 +112,9 @@ def main() -> None:
         for music_name, music_columns_ in music.items():
             with branches_read(music=music_columns_, gate=gate_columns):
                 report, _ = real_leave_one_source_out(real, base, copies)
-            f1 = {c: v["f1"] for c, v in report["per_class"].items()}
-            print(f"| {gate_name} | {music_name} | {report['macro_f1_heritage']:.3f} "
-                  f"| {f1['folk_music']:.3f} | {f1['classical_music']:.3f} | {f1['opera']:.3f} "
-                  f"| {f1['religious_chant']:.3f} | {f1['other']:.3f} "
-                  f"| {report['non_heritage_false_accept']:.1%} |", flush=True)  # fmt: skip
+            classes = ("folk_music", "classical_music", "opera", "religious_chant", "other")
+            line = row(f"{gate_name} | {music_name}", report, classes, calibration=False)
+            print(line, flush=True)
     print(f"CPU {time.process_time() - started:.0f} s")
 
 

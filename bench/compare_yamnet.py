@@ -5,9 +5,10 @@ recordings, among them Speech, Narration, Folk music, Classical music, Opera, Ch
 Choir and the sounds of weather, animals and machines; musicnn's MTT tagger on
 MagnaTagATune's 50 music tags. This scores, leaving one source out on the real
 development set with the shipped recipe, the gate and the music branch reading each
-representation and both. YAMNet's columns (its 521 class scores and its 1024-d
-embedding, each the mean over the excerpt's 0.96 s patches every 0.48 s) are computed
-for the very excerpts the shipped vectorizer keeps::
+representation and both. YAMNet's columns (its 1024-d embedding, in the shipped vector
+since ``heritage-excerpt/4``, and its 521 class scores, computed here for the very
+excerpts the shipped vectorizer keeps) are each the mean over the excerpt's 0.96 s
+patches every 0.48 s::
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/compare_yamnet.py --real /work/data/heritage_real \\
         --synthetic /work/data/heritage-corpus --cache /work/data/heritage-cache
@@ -27,34 +28,30 @@ import numpy as np
 import numpy.typing as npt
 
 import detectors.heritage.training as heritage_training
-from detectors.heritage.crossval import Corpus, real_leave_one_source_out
-from detectors.heritage.excerpt import Excerpt, channel_columns, music_columns
+from detectors.heritage.crossval import real_leave_one_source_out
+from detectors.heritage.excerpt import N_YAMNET, Excerpt, channel_columns, music_columns
 from detectors.heritage.features import FEATURE_NAMES, excerpt_level_dbfs
-from detectors.heritage.training import Vectorizer, dataset_examples
-from detectors.heritage.yamnet import EMBEDDING_SIZE, N_CLASSES, Yamnet
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-from train_heritage_model import archival_copies
+from detectors.heritage.training import Vectorizer
+from detectors.heritage.yamnet import N_CLASSES, Yamnet
+from stream.events import HERITAGE_CATEGORIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_musicnn import with_columns
-from heritage_variants import branches_read, recipe
-
-YAMNET_WIDTH = N_CLASSES + EMBEDDING_SIZE
+from compare_musicnn import corpora_with
+from heritage_variants import branches_read, recipe, row
 
 
-class YamnetFeaturizer:
-    """An excerpt's mean YAMNet class scores and embedding, for :class:`Vectorizer`."""
+class YamnetScores:
+    """An excerpt's mean YAMNet class scores, for :class:`Vectorizer` (the shipped vector
+    already holds YAMNet's mean embedding, ``excerpt.N_YAMNET`` columns before these)."""
 
-    names = tuple(f"yam{i}" for i in range(YAMNET_WIDTH))
+    names = tuple(f"yam_score{i}" for i in range(N_CLASSES))
 
     def __init__(self) -> None:
         self.yamnet = Yamnet()
 
     def __call__(self, samples: npt.NDArray[np.float32]) -> Excerpt:
-        out = self.yamnet.embed(samples)
-        vector = np.concatenate([out.scores.mean(axis=0), out.embeddings.mean(axis=0)])
-        return Excerpt(excerpt_level_dbfs(samples), vector.astype(np.float64))
+        scores = self.yamnet.embed(samples).scores.mean(axis=0, dtype=np.float64)
+        return Excerpt(excerpt_level_dbfs(samples), scores)
 
 
 def main() -> None:
@@ -78,31 +75,28 @@ def main() -> None:
     }
     started = time.process_time()
     # A cache folder of its own: the vector cache's key does not name the featurizer.
-    yam = Vectorizer(cache=args.cache / "yamnet", featurizer=YamnetFeaturizer())  # type: ignore[arg-type]
-    vectorizer = Vectorizer(cache=args.cache)
-    examples = dataset_examples([args.real])
-    copies = archival_copies(examples, args.cache / "archival")
-    real = with_columns(Corpus.of(examples + copies, vectorizer), yam)
-    base_examples = dataset_examples([args.synthetic / "train", args.synthetic / "val"])
-    base = with_columns(Corpus.of(base_examples, vectorizer), yam)
+    yam = Vectorizer(cache=args.cache / "yamnet-scores", featurizer=YamnetScores())  # type: ignore[arg-type]
+    real, base, copies = corpora_with(yam, args.real, args.synthetic, args.cache)
     print(f"vectors: {time.process_time() - started:.0f} CPU-s", flush=True)
     width = real.x.shape[1]
-    shipped = width - YAMNET_WIDTH  # hand-made features, MTT tags and embedding
+    shipped = width - N_CLASSES  # the shipped vector: hand-made, MTT, YAMNet embedding
+    embedding = list(range(shipped - N_YAMNET, shipped))
     hand = list(range(len(FEATURE_NAMES)))
-    scores = list(range(shipped, shipped + N_CLASSES))
-    embedding = list(range(shipped + N_CLASSES, width))
-    mtt, pulse = music_columns(), music_columns()[:4]
+    mtt_all = list(range(shipped - N_YAMNET))  # hand-made features, MTT tags and embedding
+    scores = list(range(shipped, width))
+    mtt = [c for c in music_columns() if c not in embedding]  # pulse, vibrato, MTT
+    pulse = mtt[:4]
     rows: dict[str, tuple[list[int], list[int]]] = {
-        "shipped (MTT)": (list(range(shipped)), mtt),
-        "MTT + YAMNet scores": (list(range(shipped)) + scores, mtt + scores),
+        "MTT (shipped-5)": (mtt_all, mtt),
+        "MTT + YAMNet scores": (mtt_all + scores, mtt + scores),
         "MTT + YAMNet scores + embedding": (list(range(width)), mtt + scores + embedding),
-        "MTT + YAMNet embedding": (list(range(shipped)) + embedding, mtt + embedding),
+        "MTT + YAMNet embedding (shipped-6, -7)": (list(range(shipped)), mtt + embedding),
         "MTT + YAMNet embedding, gate + YAMNet scores": (list(range(width)), mtt + embedding),
         "MTT + YAMNet embedding, gate without MTT": (hand + embedding, mtt + embedding),
         "YAMNet scores": (hand + scores, pulse + scores),
         "YAMNet scores + embedding": (hand + scores + embedding, pulse + scores + embedding),
         "YAMNet embedding": (hand + embedding, pulse + embedding),
-        "YAMNet scores, gate hand + YAMNet + MTT": (list(range(shipped)) + scores, pulse + scores),
+        "YAMNet scores, gate hand + YAMNet + MTT": (mtt_all + scores, pulse + scores),
     }
     print(f"recipe: C {heritage_training.BRANCH_C | changes['c']}, synthetic weight "
           f"{heritage_training.SYNTHETIC_WEIGHT | changes['w']}")  # fmt: skip
@@ -120,13 +114,7 @@ def main() -> None:
             recipe(heritage_training.SYNTHETIC_WEIGHT, changes["w"]),
         ):
             report, _ = real_leave_one_source_out(real, base, copies)
-        f1 = {c: v["f1"] for c, v in report["per_class"].items()}
-        calibration = report["calibration_gap"]
-        print(f"| {name} | {report['macro_f1_heritage']:.3f} | {f1['folk_music']:.3f} "
-              f"| {f1['classical_music']:.3f} | {f1['opera']:.3f} | {f1['spoken_word']:.3f} "
-              f"| {f1['historical_speech']:.3f} | {f1['religious_chant']:.3f} | {f1['other']:.3f} "
-              f"| {report['non_heritage_false_accept']:.1%} "
-              f"| {calibration:.3f} |", flush=True)  # fmt: skip
+        print(row(name, report, HERITAGE_CATEGORIES), flush=True)
     print(f"CPU {time.process_time() - started:.0f} s")
 
 

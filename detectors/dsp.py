@@ -26,6 +26,12 @@ def hz_to_mel(hz: Float64) -> Float64:
     return mel
 
 
+def htk_hz_to_mel(hz: npt.ArrayLike) -> Float64:
+    """The HTK (and Kaldi, and TensorFlow) mel scale: 1127 ln(1 + f / 700)."""
+    mel: Float64 = 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
+    return mel
+
+
 def mel_to_hz(mel: Float64) -> Float64:
     """Inverse of :func:`hz_to_mel`."""
     mel = np.asarray(mel, dtype=np.float64)

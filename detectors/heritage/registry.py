@@ -105,10 +105,9 @@ class ModelRegistry:
             except (OSError, ValueError):
                 card = {}
             reason = str(info.get("reason", ""))
-            made_for = card.get("vector_version", VECTOR_VERSION)
-            if made_for != VECTOR_VERSION:  # fitted before an upgrade changed the vectors
-                status = "stale"
-                reason = f"fitted on vectors {made_for!r}, not {VECTOR_VERSION!r}: retrain it"
+            stale = _stale(card) if card else ""  # fitted before an upgrade changed the vectors
+            if stale:
+                status, reason = "stale", stale
             out.append(ModelVersion(name, status, reason, card_file, card))
         return out
 
@@ -190,16 +189,18 @@ def _usable(active: Path) -> Path:
     longer computes (an upgrade changed them): said once in the log, and results then name
     the shipped version, until the museum's model is retrained with ``train --from-store``."""
     try:
-        made_for = json.loads(active.with_suffix(".json").read_text("utf-8")).get("vector_version")
+        stale = _stale(json.loads(active.with_suffix(".json").read_text("utf-8")))
     except (OSError, ValueError):
         return active  # loading it says what is wrong
-    if made_for == VECTOR_VERSION:
+    if not stale:
         return active
-    logger.warning(
-        "the active heritage model %s was fitted on vectors %r, this version computes %r: "
-        "using the shipped model until it is retrained (heritage-audio train --from-store)",
-        active,
-        made_for,
-        VECTOR_VERSION,
-    )
+    logger.warning("the active heritage model %s is %s; the shipped model is used", active, stale)
     return DEFAULT_MODEL
+
+
+def _stale(card: dict[str, Any]) -> str:
+    """Why a model with this card cannot read this version's excerpt vectors ("" if it can)."""
+    made_for = card.get("vector_version")
+    if made_for == VECTOR_VERSION:
+        return ""
+    return f"fitted on vectors {made_for!r}, not {VECTOR_VERSION!r}: retrain it (--from-store)"

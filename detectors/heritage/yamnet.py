@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from detectors.dsp import mono_audio
+from detectors.dsp import htk_hz_to_mel, mono_audio
 from detectors.onnx import CardedModel
 
 YAMNET_MODEL = Path(str(resources.files("detectors") / "models" / "yamnet.onnx"))
@@ -48,19 +48,11 @@ Float32 = npt.NDArray[np.float32]
 Float64 = npt.NDArray[np.float64]
 
 
-def _hz_to_mel(hz: Float64) -> Float64:
-    """The HTK mel scale, as TensorFlow's ``linear_to_mel_weight_matrix`` uses it."""
-    mel: Float64 = 1127.0 * np.log1p(hz / 700.0)
-    return mel
-
-
 def mel_matrix() -> Float64:
     """Weights [257, 64] from FFT magnitude bins to mel bands (row 0, DC, is zero)."""
     bins = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
-    bins_mel = _hz_to_mel(bins)
-    edges = np.linspace(
-        _hz_to_mel(np.array(MEL_LOW_HZ)), _hz_to_mel(np.array(MEL_HIGH_HZ)), N_MELS + 2
-    )
+    bins_mel = htk_hz_to_mel(bins)
+    edges = np.linspace(htk_hz_to_mel(MEL_LOW_HZ), htk_hz_to_mel(MEL_HIGH_HZ), N_MELS + 2)
     low, centre, high = edges[None, :-2], edges[None, 1:-1], edges[None, 2:]
     rising = (bins_mel[:, None] - low) / (centre - low)
     falling = (high - bins_mel[:, None]) / (high - centre)

@@ -15,6 +15,8 @@ import functools
 import numpy as np
 import numpy.typing as npt
 
+from detectors.dsp import htk_hz_to_mel
+
 RATE = 16000
 FRAME_LENGTH = 400  # 25 ms
 FRAME_SHIFT = 160  # 10 ms
@@ -27,19 +29,15 @@ EPSILON = float(np.finfo(np.float32).eps)
 Features = npt.NDArray[np.float32]
 
 
-def _mel(hz: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    return 1127.0 * np.log(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
-
 @functools.cache
 def _mel_banks() -> npt.NDArray[np.float32]:
     """[257, 80] weights of the power spectrum's bins (the last, Nyquist's, is zero)."""
     half = FFT_SIZE // 2
-    low, high = _mel(LOW_HZ), _mel(RATE / 2)
+    low, high = htk_hz_to_mel(LOW_HZ), htk_hz_to_mel(RATE / 2)
     delta = (high - low) / (N_MELS + 1)
     left = low + delta * np.arange(N_MELS)
     centre, right = left + delta, left + 2 * delta
-    mel = _mel(RATE / FFT_SIZE * np.arange(half))[:, None]
+    mel = htk_hz_to_mel(RATE / FFT_SIZE * np.arange(half))[:, None]
     up = (mel - left) / (centre - left)
     down = (right - mel) / (right - centre)
     banks = np.maximum(0.0, np.minimum(up, down))
