@@ -653,10 +653,11 @@ def test_the_build_context_holds_the_packages_and_nothing_else() -> None:
     sizes = {p: (ROOT / p).stat().st_size for p in context if (ROOT / p).is_file()}
     models = sum(size for p, size in sizes.items() if p.startswith("detectors/models/"))
     rest = sum(sizes.values()) - models
-    # The shipped models (the CAM++ encoder alone is 28 MB, YAMNet 15 MB) have their own
+    # The shipped models (the CAM++ encoder alone is 28 MB, YAMNet 15 MB, the heritage
+    # model's training vectors 10 MB, which grow with its real recordings) have their own
     # bound; nothing else may bring bulk into the image.
     assert rest < 8e6, f"build context without the models: {rest / 1e6:.1f} MB"
-    assert models < 70e6, f"shipped models: {models / 1e6:.1f} MB"
+    assert models < 75e6, f"shipped models: {models / 1e6:.1f} MB"
 
 
 def test_the_image_build_installs_every_package_file(tmp_path: Path) -> None:

@@ -102,26 +102,9 @@ def test_shipped_model_classifies_the_unseen_synthetic_fixtures() -> None:
     assert len(misses) <= 1, misses
 
 
-# Known misses of the shipped model, each with its answer. ``shipped-6`` and ``-7`` (musicnn +
-# YAMNet) hear the 10 s of a cheering crowd as voices: historical_speech at 0.29-0.30, unsure
-# (test_non_heritage_sound_is_other_or_unsure), where ``shipped-5`` said other. Strict: a
-# model that gets it right must drop it from here.
-KNOWN_MISSES = {"MAX_Audio_Classifier_crowd_cheering": "historical_speech at 0.30 (shipped-7)"}
-
-
-@pytest.mark.parametrize(
-    ("clip", "label"),
-    [
-        pytest.param(
-            clip,
-            label,
-            marks=pytest.mark.xfail(
-                clip in KNOWN_MISSES, reason=KNOWN_MISSES.get(clip, ""), strict=True
-            ),
-        )
-        for clip, label in real_fixtures()
-    ],
-)
+# ``shipped-6`` and ``-7`` heard the 10 s of a cheering crowd as voices (historical_speech at
+# 0.29-0.30); ``shipped-8``, which learnt crowds, applause and babble of seven sources, says other.
+@pytest.mark.parametrize(("clip", "label"), real_fixtures())
 def test_shipped_model_classifies_real_recordings_it_never_learned(clip: str, label: str) -> None:
     section = HeritageClassifier().classify_file(REAL / f"{clip}.flac")
     assert section["predicted_category"] == label, section["scores"]
