@@ -103,7 +103,8 @@ def test_shipped_model_classifies_the_unseen_synthetic_fixtures() -> None:
 
 
 # ``shipped-6`` and ``-7`` heard the 10 s of a cheering crowd as voices (historical_speech at
-# 0.29-0.30); ``shipped-8``, which learnt crowds, applause and babble of seven sources, says other.
+# 0.29-0.30); ``shipped-8`` and ``-9``, which learnt crowds, applause and babble of seven
+# sources, say other.
 @pytest.mark.parametrize(("clip", "label"), real_fixtures())
 def test_shipped_model_classifies_real_recordings_it_never_learned(clip: str, label: str) -> None:
     section = HeritageClassifier().classify_file(REAL / f"{clip}.flac")
