@@ -187,11 +187,13 @@ def _prominences(x: Float64, peaks: npt.NDArray[np.intp]) -> Float64:
     return result
 
 
-def mono_audio(audio: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    """``audio`` as non-empty 1-D finite float32; ``ValueError`` otherwise."""
+def mono_audio(audio: npt.ArrayLike, allow_empty: bool = False) -> npt.NDArray[np.float32]:
+    """``audio`` as 1-D finite float32, non-empty unless ``allow_empty``; ``ValueError``
+    otherwise."""
     mono = np.asarray(audio, dtype=np.float32)
-    if mono.ndim != 1 or mono.size == 0:
-        raise ValueError(f"expected non-empty mono audio (1-D), got shape {mono.shape}")
+    if mono.ndim != 1 or (mono.size == 0 and not allow_empty):
+        what = "mono" if allow_empty else "non-empty mono"
+        raise ValueError(f"expected {what} audio (1-D), got shape {mono.shape}")
     if not np.all(np.isfinite(mono)):
         raise ValueError("audio holds NaN or infinite samples")
     return mono

@@ -53,7 +53,3 @@ class CardedModel:
                 self.check_card(card)
                 self._session = onnx_session(self.model_path)
             return self._session
-
-    def provenance(self) -> str:
-        """The model file and its sha256, for a result's ``provenance.models``."""
-        return f"{self.model_path.name} sha256:{file_sha256(self.model_path)}"

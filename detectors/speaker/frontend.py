@@ -34,6 +34,8 @@ import numpy as np
 import numpy.typing as npt
 import webrtcvad
 
+from detectors.dsp import mono_audio
+
 Audio = npt.NDArray[np.float32]
 """Mono samples at ``SAMPLE_RATE``, float32 in [-1, 1]."""
 
@@ -54,22 +56,12 @@ VAD_DILATION = 3  # windows added on each side of a voiced run
 INT16_MAX = 32767
 
 
-def _as_audio(wav: npt.ArrayLike) -> Audio:
-    """``wav`` as a 1-D float32 array; ``ValueError`` if it is not 1-D or not finite."""
-    audio = np.asarray(wav, dtype=np.float32)
-    if audio.ndim != 1:
-        raise ValueError(f"expected mono audio (1-D), got shape {audio.shape}")
-    if not np.all(np.isfinite(audio)):
-        raise ValueError("audio holds NaN or infinite samples")
-    return audio
-
-
 def normalize_volume(wav: npt.ArrayLike, target_dbfs: float = TARGET_DBFS) -> Audio:
     """Raise ``wav`` to an RMS of ``target_dbfs`` (dBFS); louder audio is returned unchanged.
 
     ``ValueError`` for empty or digitally silent audio, which no gain can normalise.
     """
-    audio = _as_audio(wav)
+    audio = mono_audio(wav, allow_empty=True)
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
     if rms == 0.0:
         raise ValueError("audio is silent (all samples zero): nothing to embed")
@@ -96,7 +88,7 @@ def trim_long_silences(wav: npt.ArrayLike) -> Audio:
 
     The result is a whole number of 30 ms windows long; empty if nothing is voiced.
     """
-    audio = _as_audio(wav)
+    audio = mono_audio(wav, allow_empty=True)
     flags = voiced_windows(audio).astype(np.int64)
     # Majority of the 8 windows from 3 before to 4 after each one; 4 of 8 is not enough.
     before = (VAD_SMOOTHING - 1) // 2
@@ -159,7 +151,7 @@ def mel_spectrogram(wav: npt.ArrayLike) -> npt.NDArray[np.float32]:
     Frame ``k`` is centred on sample ``k * HOP`` (10 ms steps); values are linear
     power (squared magnitude of full-scale-1 samples), no logarithm.
     """
-    audio = _as_audio(wav)
+    audio = mono_audio(wav, allow_empty=True)
     if len(audio) <= N_FFT // 2:
         raise ValueError(f"need more than {N_FFT // 2} samples for a spectrogram, got {len(audio)}")
     padded = np.pad(audio.astype(np.float64), N_FFT // 2, mode="reflect")
@@ -200,7 +192,7 @@ def partial_mels(
     ``ValueError`` if ``wav`` is all zeros, or shorter than ``min_coverage``
     of one partial (1.2 s by default): too little voice for a speaker embedding.
     """
-    audio = _as_audio(wav)
+    audio = mono_audio(wav, allow_empty=True)
     if audio.size and not np.any(audio):
         raise ValueError("audio is silent (all samples zero): nothing to embed")
     shortest = math.ceil(min_coverage * PARTIAL_SAMPLES)
