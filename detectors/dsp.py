@@ -5,6 +5,11 @@ analysis used three of its functions. These are the same computations (checked
 against librosa 0.11 to float precision by tests/test_dsp.py): the Slaney mel
 filter bank, the chroma filter bank and median-filtering harmonic/percussive
 separation. librosa is ISC-licensed; the algorithms follow its code.
+
+Nothing here imports SciPy: file analysis of a short file paid about half a CPU-second
+of start-up for it (``scipy._lib._array_api`` and ``scipy.spatial``, pulled in by any
+of ``scipy.fft``, ``scipy.ndimage`` and ``scipy.cluster``). tests/test_dsp.py checks
+these against SciPy.
 """
 
 from __future__ import annotations
@@ -87,13 +92,33 @@ def hpss(spectrum: npt.NDArray[np.floating], kernel_size: tuple[int, int]) -> tu
     median filters along time (``kernel_size[0]`` frames) and across frequency
     (``kernel_size[1]`` bins), then Wiener-like soft masks of power 2
     (``librosa.decompose.hpss``)."""
-    from scipy.ndimage import median_filter
-
-    harmonic = median_filter(spectrum, size=(1, kernel_size[0]), mode="reflect")
-    percussive = median_filter(spectrum, size=(kernel_size[1], 1), mode="reflect")
+    harmonic = median_filter(spectrum, kernel_size[0], axis=1)
+    percussive = median_filter(spectrum, kernel_size[1], axis=0)
     mask_h = _softmask(harmonic, percussive)
     mask_p = _softmask(percussive, harmonic)
     return spectrum * mask_h, spectrum * mask_p
+
+
+def median_filter(x: npt.NDArray[np.floating], size: int, axis: int) -> npt.NDArray[np.floating]:
+    """Running median of ``size`` values along ``axis``, edges mirrored: the values of
+    ``scipy.ndimage.median_filter`` with a ``size`` of 1 on every other axis and
+    ``mode="reflect"`` (the same numbers: a median is one of its inputs)."""
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (size // 2, (size - 1) // 2)
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.pad(x, pad, mode="symmetric"), size, axis=axis
+    )
+    result: npt.NDArray[np.floating] = np.partition(windows, size // 2, axis=-1)[..., size // 2]
+    return result
+
+
+def dct_matrix(n: int) -> Float64:
+    """The orthonormal DCT-II as an ``(n, n)`` matrix: ``x @ dct_matrix(n)`` is
+    ``scipy.fft.dct(x, type=2, norm="ortho", axis=-1)`` (to float rounding)."""
+    k = np.arange(n)
+    basis = np.cos(np.pi * np.outer(2 * k + 1, k) / (2 * n)) * math.sqrt(2 / n)
+    basis[:, 0] /= math.sqrt(2)
+    return basis
 
 
 def _softmask(

@@ -1,4 +1,5 @@
-"""The librosa-free filter banks and HPSS compute what librosa computes."""
+"""The librosa- and SciPy-free filter banks, HPSS, median filter, DCT and peak picking compute
+what librosa and SciPy compute."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import librosa
 import numpy as np
 import pytest
 
-from detectors.dsp import chroma_filterbank, hpss, mel_filterbank
+from detectors.dsp import chroma_filterbank, dct_matrix, hpss, median_filter, mel_filterbank
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,27 @@ def test_hpss_is_librosas(kernel: tuple[int, int]) -> None:
     theirs = librosa.decompose.hpss(spectrum, kernel_size=kernel)
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "axis"), [((32, 200), 9, 1), ((40, 75), 5, 0), ((7, 3), 9, 1)]
+)
+def test_median_filter_is_scipys(shape: tuple[int, int], size: int, axis: int) -> None:
+    from scipy.ndimage import median_filter as scipy_median_filter
+
+    x = np.random.default_rng(size).random(shape).astype(np.float32)
+    x[:, 1] = x[:, 0]  # ties
+    window = (1, size) if axis == 1 else (size, 1)
+    theirs = scipy_median_filter(x, size=window, mode="reflect")
+    assert np.array_equal(median_filter(x, size, axis=axis), theirs)
+
+
+@pytest.mark.parametrize("n", [1, 12, 40])
+def test_dct_matrix_is_scipys_orthonormal_dct_ii(n: int) -> None:
+    from scipy.fft import dct
+
+    x = np.random.default_rng(n).normal(size=(30, n))
+    np.testing.assert_allclose(x @ dct_matrix(n), dct(x, type=2, norm="ortho", axis=1), atol=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(6))

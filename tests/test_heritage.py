@@ -272,11 +272,15 @@ def test_arrays_that_do_not_match_the_card_are_ignored(tmp_path: Path) -> None:
     assert not isinstance(load_model(copy).estimators["gate"], LinearBranch)
 
 
-def test_file_analysis_does_not_import_scikit_learn() -> None:
+def test_file_analysis_does_not_import_scikit_learn_or_scipy() -> None:
+    """Neither is needed to analyse a file, and each costs start-up (skops about 1 s,
+    SciPy about 0.45 CPU-s)."""
     code = (
         "import sys; from pathlib import Path; from stream.analyze import analyze_file; "
         f"analyze_file(Path({str(FIXTURES / 'opera.flac')!r})); "
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'skops')))"
+        # speech, so that the whole-file speaker clustering runs too
+        f"analyze_file(Path({str(FIXTURES.parent / 'diarization' / 'conversation_2spk.flac')!r})); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'skops', 'scipy')))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120

@@ -8,6 +8,7 @@ import pytest
 
 from detectors.speaker.clustering import (
     OnlineClusterer,
+    average_linkage,
     global_clusters,
     relabel_by_appearance,
     unit,
@@ -249,7 +250,7 @@ def test_clustering_too_few_windows(n: int) -> None:
 
 @pytest.mark.parametrize("n_speakers", [None, 2, 3, 5])
 def test_file_clustering_cuts_the_tree_scikit_learn_cuts(n_speakers: int | None) -> None:
-    """SciPy's average-linkage tree, cut as AgglomerativeClustering cuts it (same labels)."""
+    """Our average-linkage tree, cut as AgglomerativeClustering cuts it (same labels)."""
     from sklearn.cluster import AgglomerativeClustering
 
     rng = np.random.default_rng(n_speakers or 0)
@@ -268,3 +269,25 @@ def test_file_clustering_cuts_the_tree_scikit_learn_cuts(n_speakers: int | None)
             distance_threshold=None if n_speakers else threshold,
         ).fit_predict(x)
         assert np.array_equal(ours, relabel_by_appearance(np.asarray(reference)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_average_linkage_tree_is_scipys(seed: int) -> None:
+    """The tree built without SciPy has SciPy's merge heights, and cut at a count it gives
+    fcluster's "maxclust" clusters; duplicated points (equal distances) included."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        k, n = int(rng.integers(1, 6)), int(rng.integers(2, 250))
+        centres = rng.normal(size=(k, 64))
+        x = centres[rng.integers(0, k, n)] + rng.normal(scale=rng.uniform(0.2, 2.0), size=(n, 64))
+        x[n // 2 :: 7] = x[0]  # some points repeated exactly
+        tree = linkage(x, method="average", metric="cosine")
+        heights, pairs = average_linkage(x)
+        assert pairs.shape == (n - 1, 2)
+        np.testing.assert_allclose(heights, np.sort(np.maximum(tree[:, 2], 0.0)), atol=1e-9)
+        for count in (2, 3, 4, 7):
+            theirs = fcluster(tree, t=min(count, n), criterion="maxclust")
+            ours = global_clusters(x.astype(np.float32), distance_threshold=0.5, n_speakers=count)
+            assert np.array_equal(ours, relabel_by_appearance(np.asarray(theirs, np.int64)))

@@ -19,10 +19,8 @@ from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
-import scipy.fft
-import scipy.sparse
 
-from detectors.dsp import hpss, mel_filterbank
+from detectors.dsp import dct_matrix, hpss, mel_filterbank
 
 FEATURE_VERSION = "heritage-features/2"
 """Bumped whenever a feature changes meaning; a model trained on another version is refused."""
@@ -66,7 +64,8 @@ FEATURE_NAMES: tuple[str, ...] = tuple(_names())
 @dataclass(frozen=True)
 class _Tables:
     window: Vector
-    mel_t: scipy.sparse.csr_array  # (bins, N_MELS), sparse
+    mel_t: Vector  # (bins, N_MELS)
+    dct: Vector  # (N_MELS, N_MFCC): c1..c12 of the orthonormal DCT-II
     freqs: Vector
     lag_norm: Vector  # autocorrelation of the analysis window, to unbias frame ACFs
     contrast_bins: tuple[tuple[int, int], ...]
@@ -87,7 +86,8 @@ def _tables() -> _Tables:
     mel = mel_filterbank(SAMPLE_RATE, N_FFT, N_MELS, fmin=50.0, fmax=8000.0)
     return _Tables(
         window=window,
-        mel_t=scipy.sparse.csr_array(mel.T),
+        mel_t=np.ascontiguousarray(mel.T),
+        dct=dct_matrix(N_MELS)[:, 1 : N_MFCC + 1],
         freqs=freqs,
         lag_norm=acf / acf[0],
         contrast_bins=bins,
@@ -118,11 +118,9 @@ def _frame_descriptors(frames: Vector) -> dict[str, Vector]:
     """Per-frame spectral and pitch descriptors of 1024-sample frames."""
     spec = np.fft.rfft(frames * _tables().window, axis=1)
     power = spec.real**2 + spec.imag**2 + 1e-12
-    # A sparse product: the filterbank is mostly zeros, and a dense one goes through BLAS,
-    # whose threads cost more than the product on a busy machine.
-    mel = np.asarray(power @ _tables().mel_t)
-    logmel = 10 * np.log10(mel + 1e-10)
-    mfcc = scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, 1 : N_MFCC + 1]
+    # Dense products (BLAS runs on one thread: config/threads.py).
+    logmel = 10 * np.log10(power @ _tables().mel_t + 1e-10)
+    mfcc = logmel @ _tables().dct
     total = power.sum(axis=1)
     centroid = power @ _tables().freqs / total
     spread = np.sqrt(np.maximum(0.0, power @ (_tables().freqs ** 2) / total - centroid**2))

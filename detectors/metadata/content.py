@@ -13,7 +13,6 @@ import math
 from typing import Any
 
 import numpy as np
-import scipy.fft
 from numpy.typing import NDArray
 
 from detectors.dsp import chroma_filterbank, hpss, mel_filterbank
@@ -107,7 +106,7 @@ class ContentAnalyzer:
             self._pending += len(frames)
         long_frames = self._chroma_framer.push(chunk)
         if len(long_frames):
-            spectrum = np.abs(scipy.fft.rfft(long_frames * self._chroma_window, axis=1)) ** 2
+            spectrum = np.abs(np.fft.rfft(long_frames * self._chroma_window, axis=1)) ** 2
             self._chroma += (self._chroma_fb @ spectrum.T.astype(np.float32)).sum(axis=1)
             self._hum_low.append(spectrum[:, :HUM_BINS].astype(np.float32))
             self._hum_energy.append(spectrum.sum(axis=1).astype(np.float32))
@@ -121,7 +120,7 @@ class ContentAnalyzer:
         self._frames, self._pending = ([rest] if len(rest) else []), len(rest)
         if not len(now):
             return
-        power = (np.abs(scipy.fft.rfft(now, axis=1)) ** 2).T.astype(np.float32)  # (bins, frames)
+        power = (np.abs(np.fft.rfft(now, axis=1)) ** 2).T.astype(np.float32)  # (bins, frames)
         frame_power = power.sum(axis=0) * 2 / (N_FFT * np.square(self._window).sum())
         self._level_db.append(10 * np.log10(np.maximum(frame_power, 1e-12)).astype(np.float32))
         mel_power = self._mel @ power
