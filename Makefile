@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test install install-dev system-deps lint bench fixtures clean
+.PHONY: run test install install-dev bytecode system-deps lint bench fixtures clean
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,15 @@ $(VENV)/.dev: $(VENV)/.runtime
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.runtime
+install: $(VENV)/.runtime bytecode
 
-install-dev: $(VENV)/.dev
+install-dev: $(VENV)/.dev bytecode
+
+# An editable install leaves our modules uncompiled; where PYTHONDONTWRITEBYTECODE is set
+# (containers, some CI), every command then compiled about 75 of them again: 0.15-0.2 s of
+# start-up. compileall only rewrites what changed.
+bytecode:
+	$(BIN)/python -m compileall -q -j 0 aggregate api config detectors sinks stream
 
 run: install
 	@echo "heritage-audio demo: open http://localhost:$(PORT)/ (Ctrl-C to stop)"

@@ -120,7 +120,9 @@ class ContentAnalyzer:
         self._frames, self._pending = ([rest] if len(rest) else []), len(rest)
         if not len(now):
             return
-        power = (np.abs(np.fft.rfft(now, axis=1)) ** 2).T.astype(np.float32)  # (bins, frames)
+        # NumPy's float32 transform of many rows is 2-3x slower than its float64 one.
+        spectrum = np.fft.rfft(now.astype(np.float64), axis=1)
+        power = (np.abs(spectrum) ** 2).T.astype(np.float32)  # (bins, frames)
         frame_power = power.sum(axis=0) * 2 / (N_FFT * np.square(self._window).sum())
         self._level_db.append(10 * np.log10(np.maximum(frame_power, 1e-12)).astype(np.float32))
         mel_power = self._mel @ power
