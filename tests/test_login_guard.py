@@ -78,17 +78,23 @@ def test_concurrent_wrong_passwords_are_checked_at_most_limit_times(
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql", "redis"])
-def test_the_right_password_among_150_concurrent_guesses_does_not_log_in(
+def test_150_concurrent_guesses_with_the_right_one_check_at_most_limit_passwords(
     store: str, tmp_path: Path
 ) -> None:
+    """The server takes the requests in whatever order they reach it, so the right password
+    (sent 60th) may be among the first LIMIT checked, and then it logs in: that is the
+    lockout's design (LIMIT tries). What must hold is that no more than LIMIT passwords are
+    checked, and that a login succeeds only if its password was one of them."""
     with _server(store, tmp_path) as client:
         guesses = [f"guess-{i}" for i in range(150)]
         guesses[59] = PASSWORD
         codes = asyncio.run(_logins(client, guesses))
-        assert 200 not in codes, codes
+        assert codes.count(200) + codes.count(401) <= LIMIT, codes
+        assert codes.count(429) >= 150 - LIMIT, codes
+        assert [i for i, code in enumerate(codes) if code == 200] in ([], [59]), codes
         checked = _audited(client, "login", "operator")
-        assert len(checked) <= LIMIT
-        assert not any(entry.ok for entry in checked)
+        assert len(checked) == codes.count(200) + codes.count(401)
+        assert sum(entry.ok for entry in checked) == codes.count(200)
 
 
 def test_with_redis_configured_the_counters_are_redis_keys_not_rows(tmp_path: Path) -> None:

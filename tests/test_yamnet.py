@@ -38,6 +38,7 @@ from detectors.heritage.yamnet import (
 DATA = Path(__file__).parent / "data"
 CLIPS = sorted([*DATA.glob("heritage/*.flac"), *DATA.glob("heritage_real/*.flac")])
 MODEL_ATOL = 1e-4  # the shipped file against the original on the same patches; measured 0.0
+MODEL_RTOL = 1e-6  # on another CPU onnxruntime picks other kernels: 8 float32 ulps at logit -177
 MEL_ATOL = 1e-5  # our mel weights against tf.signal's; measured 8.2e-6 (float32 in TF)
 LOGMEL_ATOL = 5e-3  # log units; measured <= 1.4e-3 (near-silent bins), median 2e-6
 
@@ -70,7 +71,9 @@ def test_shipped_model_matches_the_original(
 ) -> None:
     batch = patches(logmel(read_mono_16k(clip)))[reference[f"{clip.stem}/patches"]]
     out = yamnet.run(batch)
-    np.testing.assert_allclose(out.logits, reference[f"{clip.stem}/logits"], atol=MODEL_ATOL)
+    np.testing.assert_allclose(
+        out.logits, reference[f"{clip.stem}/logits"], atol=MODEL_ATOL, rtol=MODEL_RTOL
+    )
     np.testing.assert_allclose(out.embeddings, reference[f"{clip.stem}/embedding"], atol=MODEL_ATOL)
 
 

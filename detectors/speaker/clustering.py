@@ -173,7 +173,7 @@ def average_linkage(points: Matrix) -> tuple[npt.NDArray[np.float64], Labels]:
 
     The nearest-neighbour-chain algorithm (Murtagh 1983; what SciPy's ``linkage`` runs for
     average linkage) over a full distance matrix: at most 3n nearest-neighbour searches,
-    each one NumPy pass over a row. It gives SciPy's tree (tests/test_speaker_offline.py
+    each one NumPy pass over a row. It gives SciPy's tree (tests/test_speaker_clustering.py
     checks the flat clusters against ``scipy.cluster.hierarchy``) without importing SciPy,
     which cost file analysis about 0.45 CPU-s of start-up (``scipy.spatial`` and its
     array-API layer) for a few milliseconds of clustering.
