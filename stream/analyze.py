@@ -27,6 +27,7 @@ from detectors import DetectorConfig, VadConfig
 from detectors.files import HashingFile
 from detectors.heritage import heritage_classification, heritage_provenance, with_heritage
 from detectors.metadata.generator import SignalAnalyzer, assemble
+from detectors.onnx import network_cpu_s
 from detectors.speaker import encoder_provenance
 from detectors.vad import vad_provenance
 from sinks.metrics import Metrics
@@ -279,6 +280,7 @@ def _analyze(
         source, config, keep, Metrics(), tap=_with_progress(scan, progress, duration),
         lookahead_s=LOOKAHEAD_S, window_timing=False,
     )  # fmt: skip
+    networks = network_cpu_s()
     with times.stage("load_models"):
         runner.prepare()
     with times.stage("pipeline"):
@@ -331,6 +333,12 @@ def _analyze(
             },
             "timings": {
                 "cpu_s": times.rounded(),
+                # Of those, the networks' own runs (this thread's; by model file).
+                "network_cpu_s": {
+                    model: round(seconds - networks.get(model, 0.0), 4)
+                    for model, seconds in sorted(network_cpu_s().items())
+                    if seconds > networks.get(model, 0.0)
+                },
                 "total_cpu_s": round(time.process_time() - cpu, 4),
                 "wall_s": round(time.monotonic() - wall, 4),
             },

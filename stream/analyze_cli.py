@@ -308,6 +308,11 @@ def _print_profile(outcome: Outcome, startup_cpu: float | None) -> None:
         lines.append(f"  {'start-up (imports)':<22} {startup_cpu:8.3f} CPU-s")
     for stage, seconds in sorted(timings["cpu_s"].items(), key=lambda kv: -kv[1]):
         lines.append(f"  {stage:<22} {seconds:8.3f} CPU-s")
+    networks = timings.get("network_cpu_s", {})
+    if networks:
+        lines.append("  of which the networks' own runs:")
+        for model, seconds in sorted(networks.items(), key=lambda kv: -kv[1]):
+            lines.append(f"    {model:<32} {seconds:8.3f} CPU-s")
     total = timings["total_cpu_s"]
     speed = f", {duration / total:.0f}x real time" if total > 0 else ""
     lines.append(f"  {'analysis total':<22} {total:8.3f} CPU-s{speed}; wall {timings['wall_s']} s")

@@ -137,7 +137,17 @@ def test_profile_prints_the_cpu_time_of_each_stage() -> None:
     assert "start-up (imports)" in proc.stderr
     for stage in ("decode_resample", "vad", "heritage", "speaker"):
         assert f"  {stage} " in proc.stderr
-    json.loads(proc.stdout)
+    assert "of which the networks' own runs:" in proc.stderr
+    timings = json.loads(proc.stdout)["provenance"]["timings"]
+    networks = timings["network_cpu_s"]
+    # Speech and a heritage excerpt: Silero, GE2E, musicnn and YAMNet all ran.
+    assert set(networks) == {
+        "silero_vad_16k_seq.onnx", "ge2e_speaker_encoder.onnx", "musicnn_mtt.onnx", "yamnet.onnx"
+    }, networks  # fmt: skip
+    for model, seconds in networks.items():
+        assert seconds > 0
+        assert f"    {model} " in proc.stderr
+    assert sum(networks.values()) < timings["total_cpu_s"]
 
 
 def test_help_lines_of_lazily_loaded_commands_are_the_modules_own() -> None:
