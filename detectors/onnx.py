@@ -3,7 +3,8 @@
 Each session counts the CPU time of its runs, per calling thread and model file
 (:func:`network_cpu_s`): with one intra-op thread a run computes on the thread that
 called it, so a file analysis can say how much of its time the networks took
-(``analyze --profile``, ``provenance.timings.network_cpu_s``).
+(``analyze --profile``, ``provenance.timings.network_cpu_s``), and the daemon what its
+networks cost it (``heritage_network_cpu_seconds_total`` in ``/metrics``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import onnxruntime as ort
 from detectors.files import file_sha256
 
 _usage = threading.local()
+_process_cpu_s: dict[str, float] = {}  # every thread's, for the daemon's /metrics
+_process_lock = threading.Lock()
 
 
 def network_cpu_s() -> dict[str, float]:
@@ -27,11 +30,19 @@ def network_cpu_s() -> dict[str, float]:
     return dict(getattr(_usage, "cpu_s", {}))
 
 
+def process_network_cpu_s() -> dict[str, float]:
+    """CPU seconds every thread of this process has spent in each model's runs so far."""
+    with _process_lock:
+        return dict(_process_cpu_s)
+
+
 def _charge(model: str, seconds: float) -> None:
     spent: dict[str, float] | None = getattr(_usage, "cpu_s", None)
     if spent is None:
         spent = _usage.cpu_s = {}
     spent[model] = spent.get(model, 0.0) + seconds
+    with _process_lock:
+        _process_cpu_s[model] = _process_cpu_s.get(model, 0.0) + seconds
 
 
 class _TimedSession(ort.InferenceSession):  # type: ignore[misc]

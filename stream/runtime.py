@@ -12,12 +12,16 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.core import CounterMetricFamily
 
 from config.pipeline import PipelineConfig
 from config.private import make_private
 from config.settings import Settings
+from detectors.onnx import process_network_cpu_s
 from sinks.base import pump
 from sinks.bus import EventBus
 from sinks.hub import LiveState
@@ -49,6 +53,24 @@ def _spool_dirs(config: PipelineConfig, settings: Settings) -> list[Path]:
     return [settings.HERITAGE_DATA_DIR / "spool", *(Path(d) for d in named if d)]
 
 
+class NetworkCpuCollector:
+    """``heritage_network_cpu_seconds_total{model}``: CPU seconds of each network's runs in
+    this process, read from the sessions' own accounting when scraped."""
+
+    name = "heritage_network_cpu_seconds"
+    labels = ("model",)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            self.name,
+            "CPU seconds spent in each network's runs (ONNX model file), all threads.",
+            labels=list(self.labels),
+        )
+        for model, seconds in sorted(process_network_cpu_s().items()):
+            family.add_metric([model], seconds)
+        yield family
+
+
 class Runtime:
     """Sources, detectors, bus and sinks of one process."""
 
@@ -57,7 +79,10 @@ class Runtime:
     ) -> None:
         self.config = config
         self.settings = settings
-        self.metrics = metrics or Metrics()
+        if metrics is None:
+            metrics = Metrics()
+            metrics.registry.register(NetworkCpuCollector())
+        self.metrics = metrics
         self.bus = EventBus(self.metrics)
         self.live = LiveState(self.bus)
         self.started_at = time.monotonic()

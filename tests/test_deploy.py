@@ -40,6 +40,7 @@ from config.settings import Settings, load_settings
 from sinks.metrics import Metrics
 from stream.cli import build_parser
 from stream.daemon import DRAIN_S
+from stream.runtime import NetworkCpuCollector
 from tests.conftest import DATA, ROOT, free_port
 from tests.service import api, env_of, settings_for
 from tools.make_grafana_dashboard import OUT as DASHBOARD
@@ -696,12 +697,14 @@ def _dashboard_queries() -> list[tuple[str, str]]:
 
 
 def _known_metrics() -> dict[str, tuple[type[MetricWrapperBase], tuple[str, ...]]]:
-    """Metric families the code defines: the pipeline's and the API's (jobs, HTTP)."""
-    known = {}
+    """Metric families the code defines: the pipeline's and the API's (jobs, HTTP), and the
+    runtime's collector of the networks' CPU."""
+    known: dict[str, tuple[type[MetricWrapperBase], tuple[str, ...]]] = {}
     for metrics in (Metrics(), ServiceMetrics(CollectorRegistry())):
         for metric in vars(metrics).values():
             if isinstance(metric, MetricWrapperBase):
                 known[metric._name] = (type(metric), tuple(metric._labelnames))
+    known[NetworkCpuCollector.name] = (Counter, NetworkCpuCollector.labels)
     return known
 
 

@@ -120,6 +120,22 @@ ROWS: list[tuple[str, list[Panel]]] = [
                 unit="s",
                 width=12,
             ),
+            Panel(
+                "Network CPU",
+                "Share of one core each network's runs take (Silero VAD, GE2E, musicnn, YAMNet "
+                "...): most of the analysis cost, so the first place to look when a machine "
+                "falls behind.",
+                [
+                    (
+                        "sum by (instance, model) "
+                        f"(rate(heritage_network_cpu_seconds_total[{RATE}]))",
+                        "{{instance}} {{model}}",
+                    )
+                ],
+                unit="percentunit",
+                width=24,
+                stack=True,
+            ),
         ],
     ),
     (
