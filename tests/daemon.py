@@ -1,4 +1,5 @@
-"""Run ``heritage-audio daemon`` as a subprocess and read its events from stdout."""
+"""Run ``heritage-audio daemon`` as a subprocess and read its events from stdout, or its
+runtime in this process for a while (:func:`run_runtime`)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,21 @@ class DaemonProcess:
         while not self._queue.empty():
             self.events.append(self._queue.get_nowait())
         return code
+
+
+def run_runtime(config: Any, seconds: float) -> Any:
+    """Start a :class:`stream.runtime.Runtime` on ``config`` (a ``PipelineConfig``) in this
+    process, let it run ``seconds``, stop it and return it (its metrics hold the run)."""
+    import asyncio
+
+    from config.settings import Settings
+    from stream.runtime import Runtime
+
+    async def run() -> Runtime:
+        runtime = Runtime(config, Settings())
+        await runtime.start()
+        await asyncio.sleep(seconds)
+        await runtime.stop()
+        return runtime
+
+    return asyncio.run(run())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -15,12 +14,11 @@ import pytest
 import soundfile as sf
 
 from config.pipeline import PipelineConfig
-from config.settings import Settings
 from detectors import HeritageConfig, SpeakerConfig, VadConfig
 from detectors.files import HashingFile, file_sha256
 from stream.analyze import analyze_file
-from stream.runtime import Runtime
 from stream.sources import FileSourceConfig
+from tests.daemon import run_runtime
 
 DATA = Path(__file__).parent / "data"
 CLI = [sys.executable, "-m", "stream.cli"]
@@ -166,15 +164,7 @@ def test_the_runtime_warms_its_detectors_before_the_first_block() -> None:
     config = PipelineConfig(
         sources=[source], sinks=[], detectors=[VadConfig(), SpeakerConfig(), HeritageConfig()]
     )
-
-    async def run() -> Runtime:
-        runtime = Runtime(config, Settings())
-        await runtime.start()
-        await asyncio.sleep(3.0)
-        await runtime.stop()
-        return runtime
-
-    runtime = asyncio.run(run())
+    runtime = run_runtime(config, 3.0)
     registry = runtime.metrics.registry
     block_s = 1024 / 16_000
     within = registry.get_sample_value(

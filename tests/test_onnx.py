@@ -3,19 +3,17 @@ daemon's metric of it."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from config.pipeline import PipelineConfig
-from config.settings import Settings
 from detectors import VadConfig
 from detectors.onnx import network_cpu_s, process_network_cpu_s
 from detectors.speaker.encoder import SpeakerEncoder
-from stream.runtime import Runtime
 from stream.sources import FileSourceConfig
+from tests.daemon import run_runtime
 
 
 def test_runs_are_charged_to_the_thread_that_ran_them() -> None:
@@ -48,14 +46,7 @@ def test_the_daemon_counts_each_networks_cpu_in_its_metrics() -> None:
     model = "silero_vad_16k_seq.onnx"
     before = process_network_cpu_s().get(model, 0.0)
 
-    async def run() -> Runtime:
-        runtime = Runtime(config, Settings())
-        await runtime.start()
-        await asyncio.sleep(2.0)
-        await runtime.stop()
-        return runtime
-
-    registry = asyncio.run(run()).metrics.registry
+    registry = run_runtime(config, 2.0).metrics.registry
     counted = registry.get_sample_value("heritage_network_cpu_seconds_total", {"model": model})
     assert counted is not None
     assert counted > before
