@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -53,19 +55,21 @@ class _TimedSession(ort.InferenceSession):  # type: ignore[misc]
         super().__init__(str(path), options, providers=["CPUExecutionProvider"])
         self.model_name = path.name
 
-    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+    @contextmanager
+    def _charged(self) -> Iterator[None]:
         started = time.thread_time()
         try:
-            return super().run(output_names, input_feed, run_options)
+            yield
         finally:
             _charge(self.model_name, time.thread_time() - started)
 
+    def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
+        with self._charged():
+            return super().run(output_names, input_feed, run_options)
+
     def run_with_iobinding(self, iobinding: Any, run_options: Any = None) -> Any:
-        started = time.thread_time()
-        try:
+        with self._charged():
             return super().run_with_iobinding(iobinding, run_options)
-        finally:
-            _charge(self.model_name, time.thread_time() - started)
 
 
 @lru_cache(maxsize=8)
