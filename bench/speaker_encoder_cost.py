@@ -1,5 +1,8 @@
 """Cost of the GE2E speaker encoder on one CPU thread, per 1.6 s partial utterance.
 
+Both shipped models are timed: the float export and the int8 derivative the analysis
+runs by default (``tools/quantize_speaker_encoder.py``).
+
 Times, with ``time.process_time`` (CPU time of this process; onnxruntime runs
 on one intra-op thread, sequential), the best of ``--repeats`` runs of:
 
@@ -26,6 +29,7 @@ import soundfile as sf
 
 from detectors.speaker import SpeakerEncoder, encoder_provenance
 from detectors.speaker import frontend as fe
+from detectors.speaker.encoder import ENCODER_MODEL, FLOAT_ENCODER_MODEL
 
 CLIPS = Path(__file__).resolve().parents[1] / "tests" / "data" / "speaker"
 
@@ -60,7 +64,6 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50, help="calls per round")
     args = parser.parse_args()
 
-    encoder = SpeakerEncoder()
     clips = [sf.read(path, dtype="float32")[0] for path in sorted(CLIPS.glob("*.flac"))]
     audio = fe.preprocess(np.concatenate(clips))
     partial_audio = audio[: fe.PARTIAL_SAMPLES]
@@ -70,21 +73,23 @@ def main() -> None:
         f"speaker_encoder_cost  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}  "
         f"{cpu_model()}  python {platform.python_version()}  onnxruntime {ort.__version__}"
     )
-    print(f"model: {encoder_provenance()}")
     n, r = args.iterations, args.repeats
     mel_ms = best_ms(lambda: fe.mel_spectrogram(partial_audio), n, r)
     print(f"front end (mel of 1.6 s)            {mel_ms:7.2f} ms per partial")
-    one_ms = best_ms(lambda: encoder.embed_partials(mels[:1]), n, r)
-    print(f"network, batch 1                    {one_ms:7.2f} ms per partial")
-    eight_ms = best_ms(lambda: encoder.embed_partials(mels), max(1, n // 4), r) / len(mels)
-    print(f"network, batch {len(mels)}                    {eight_ms:7.2f} ms per partial")
     seconds = sum(len(c) for c in clips) / fe.SAMPLE_RATE
-    utterance_ms = best_ms(lambda: [encoder.embed_utterance(c) for c in clips], 1, r)
-    print(
-        f"embed_utterance on {len(clips)} clips ({seconds:.1f} s)  "
-        f"{utterance_ms / seconds:7.2f} ms per audio-second "
-        f"({utterance_ms / seconds / 1000:.4f} CPU-s per audio-s)"
-    )
+    for path in (FLOAT_ENCODER_MODEL, ENCODER_MODEL):
+        encoder = SpeakerEncoder(path)
+        print(f"model: {encoder_provenance(path)}")
+        one_ms = best_ms(lambda e=encoder: e.embed_partials(mels[:1]), n, r)
+        print(f"  network, batch 1                  {one_ms:7.2f} ms per partial")
+        batch = best_ms(lambda e=encoder: e.embed_partials(mels), max(1, n // 4), r) / len(mels)
+        print(f"  network, batch {len(mels)}                  {batch:7.2f} ms per partial")
+        utterance_ms = best_ms(lambda e=encoder: [e.embed_utterance(c) for c in clips], 1, r)
+        print(
+            f"  embed_utterance on {len(clips)} clips ({seconds:.1f} s)  "
+            f"{utterance_ms / seconds:7.2f} ms per audio-second "
+            f"({utterance_ms / seconds / 1000:.4f} CPU-s per audio-s)"
+        )
 
 
 if __name__ == "__main__":

@@ -44,23 +44,28 @@ def main() -> None:
     parser.add_argument("--conversation", type=Path, required=True)
     parser.add_argument("--seconds", type=float, default=90.0)
     args = parser.parse_args()
-    speaker = SpeakerConfig(profiles_path=NO_PROFILES)
-    slow = SpeakerConfig(profiles_path=NO_PROFILES, hop_s=1.0, min_evidence=3)
     base: list[AnyDetectorConfig] = [VadConfig(), LevelConfig()]
+    speakers = {
+        f"{encoder}, hop {hop} s, batch {batch}": SpeakerConfig(
+            profiles_path=NO_PROFILES, encoder=encoder, hop_s=hop, min_evidence=evidence,
+            batch=batch,
+        )
+        for encoder in ("ge2e-int8", "ge2e")
+        for hop, evidence, batch in ((0.5, 4, 2), (0.5, 4, 1), (1.0, 3, 1))
+    }  # fmt: skip
     cases: list[tuple[str, list[AnyDetectorConfig]]] = [
-        ("speaker alone (hop 0.5 s)", [speaker]),
-        ("speaker alone (hop 1.0 s)", [slow]),
-        ("vad + level  [default]", base),
+        ("vad + level", base),
         ("vad + level + heritage", [*base, HeritageConfig()]),
-        ("vad + level + heritage + speaker (hop 0.5 s)", [*base, HeritageConfig(), speaker]),
-        ("vad + level + heritage + speaker (hop 1.0 s)", [*base, HeritageConfig(), slow]),
-    ]
+        *((f"speaker alone ({k})", [v]) for k, v in speakers.items()),
+        *((f"vad + level + heritage + speaker ({k})", [*base, HeritageConfig(), v])
+          for k, v in speakers.items()),
+    ]  # fmt: skip
     print(f"speaker_pipeline_cost  {datetime.now(UTC):%Y-%m-%d %H:%M} UTC  {platform.node()}")
     for name, path in (("conversation", args.conversation), ("demo scene", demo_scene_path())):
         audio = at_capture_rate(path, args.seconds)
         print(f"\n{name} ({path.name}), {args.seconds:.0f} s at 48 kHz: CPU-s per audio-s")
         for label, detectors in cases:
-            print(f"  {label:<46} {cpu_per_audio_second(audio, detectors):.4f}")
+            print(f"  {label:<66} {cpu_per_audio_second(audio, detectors):.4f}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from detectors.heritage import heritage_classification, heritage_provenance, wit
 from detectors.metadata.generator import SignalAnalyzer, assemble
 from detectors.onnx import network_cpu_s
 from detectors.speaker import encoder_provenance
+from detectors.speaker.detector import SpeakerConfig, ge2e_model
 from detectors.vad import vad_provenance
 from sinks.metrics import Metrics
 from stream.events import Event, HeritageClassified, SpeechEnded
@@ -303,7 +304,11 @@ def _analyze(
     if "speaker_recognition" in sections and scan.spool is not None:
         with times.stage("speaker_file_mode"):
             results["speaker_recognition"] = speaker_recognition(scan.spool, runner, n_speakers)
-            models["speaker_encoder"] = encoder_provenance()
+            speaker = next(
+                (d for d in config.detectors if isinstance(d, SpeakerConfig)), SpeakerConfig()
+            )
+            files = speaker.model_copy(update={"keep_embeddings": True})
+            models["speaker_encoder"] = encoder_provenance(ge2e_model(files))
     if sections & {"heritage_classification", "metadata_generation"}:
         results["heritage_classification"] = heritage_classification(events)
         models["heritage"] = heritage_provenance(config.detectors)

@@ -140,7 +140,8 @@ def test_profile_prints_the_cpu_time_of_each_stage() -> None:
     networks = timings["network_cpu_s"]
     # Speech and a heritage excerpt: Silero, GE2E, musicnn and YAMNet all ran.
     assert set(networks) == {
-        "silero_vad_16k_seq.onnx", "ge2e_speaker_encoder.onnx", "musicnn_mtt.onnx", "yamnet.onnx"
+        "silero_vad_16k_seq.onnx", "ge2e_speaker_encoder.onnx",
+        "musicnn_mtt.onnx", "yamnet.onnx",
     }, networks  # fmt: skip
     for model, seconds in networks.items():
         assert seconds > 0

@@ -19,7 +19,7 @@ from tests.daemon import run_runtime
 def test_runs_are_charged_to_the_thread_that_ran_them() -> None:
     encoder = SpeakerEncoder()
     partials = np.random.default_rng(0).random((8, 160, 40)).astype(np.float32)
-    name = "ge2e_speaker_encoder.onnx"
+    name = "ge2e_speaker_encoder_int8.onnx"
     before = network_cpu_s().get(name, 0.0)
     seen: dict[str, float] = {}
 

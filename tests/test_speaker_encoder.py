@@ -1,5 +1,8 @@
 """The speaker encoder against resemblyzer + torch, without either installed.
 
+The float export must equal torch; the shipped int8 derivative
+(tools/quantize_speaker_encoder.py) must stay within a cosine of it.
+
 ``tests/data/speaker/reference.npz`` was written by tools/export_speaker_encoder.py
 with resemblyzer 0.1.4, torch 2.13.0 and librosa 0.8.1 from the clips beside it
 (tools/make_speaker_fixtures.py): per clip, the length after resemblyzer's
@@ -20,7 +23,7 @@ import soundfile as sf
 
 from detectors.speaker import SpeakerEncoder, encoder_provenance
 from detectors.speaker import frontend as fe
-from detectors.speaker.encoder import EMBEDDING_SIZE, ENCODER_MODEL
+from detectors.speaker.encoder import EMBEDDING_SIZE, ENCODER_MODEL, FLOAT_ENCODER_MODEL
 
 DATA = Path(__file__).parent / "data" / "speaker"
 CLIPS = sorted(p.stem for p in DATA.glob("*.flac"))
@@ -28,6 +31,8 @@ MEL_ATOL = 1e-5  # mel power (peaks 1 to 6 here); measured <= 5e-7
 MEL_RTOL = 1e-5
 EMBEDDING_ATOL = 1e-5  # per component of a unit vector; measured <= 5e-7
 COSINE_MIN = 0.999999  # measured: 1 - cosine < 1e-9
+INT8_PARTIAL_COSINE = 0.98  # per partial, the int8 model against torch; measured >= 0.9957
+INT8_MEAN_COSINE = 0.995  # measured 0.9986 (tools/quantize_speaker_encoder.py)
 
 Ref = npt.NDArray[Any]
 
@@ -45,6 +50,13 @@ def reference() -> dict[str, Ref]:
 
 @pytest.fixture(scope="module")
 def encoder() -> SpeakerEncoder:
+    """The float export, which must equal torch."""
+    return SpeakerEncoder(FLOAT_ENCODER_MODEL)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> SpeakerEncoder:
+    """The default: the float export with its upper LSTM layers in int8."""
     return SpeakerEncoder()
 
 
@@ -95,8 +107,27 @@ def test_utterance_embedding_matches_torch(
     np.testing.assert_allclose(embedding, expected, rtol=0, atol=EMBEDDING_ATOL)
 
 
-def test_same_voice_closer_than_different_voices(encoder: SpeakerEncoder) -> None:
-    embeddings = {clip: encoder.embed_utterance(load(clip)) for clip in CLIPS}
+def test_shipped_int8_encoder_stays_close_to_torch(
+    reference: dict[str, Ref], shipped: SpeakerEncoder
+) -> None:
+    assert shipped.model_path == ENCODER_MODEL != FLOAT_ENCODER_MODEL
+    cosines = []
+    for clip in CLIPS:
+        partials = shipped.embed_partials(fe.partial_mels(fe.preprocess(load(clip))))
+        cosines.extend(np.sum(partials * reference[f"{clip}.partials"], axis=1))
+        utterance = shipped.embed_utterance(load(clip))
+        assert float(utterance @ reference[f"{clip}.embedding"]) > INT8_MEAN_COSINE
+    assert min(cosines) > INT8_PARTIAL_COSINE
+    assert float(np.mean(cosines)) > INT8_MEAN_COSINE
+    assert max(cosines) < COSINE_MIN  # it is the quantised model, not a copy of the float one
+
+
+@pytest.mark.parametrize("which", ["float", "int8"])
+def test_same_voice_closer_than_different_voices(
+    which: str, encoder: SpeakerEncoder, shipped: SpeakerEncoder
+) -> None:
+    model = encoder if which == "float" else shipped
+    embeddings = {clip: model.embed_utterance(load(clip)) for clip in CLIPS}
     same: list[float] = []
     different: list[float] = []
     for a, b in itertools.combinations(CLIPS, 2):
@@ -106,12 +137,21 @@ def test_same_voice_closer_than_different_voices(encoder: SpeakerEncoder) -> Non
     assert min(same) > max(different) + 0.1
 
 
-def test_batched_equals_one_by_one(encoder: SpeakerEncoder) -> None:
+@pytest.mark.parametrize("which", ["float", "int8"])
+def test_batched_equals_one_by_one(
+    which: str, encoder: SpeakerEncoder, shipped: SpeakerEncoder
+) -> None:
+    # int8: a quantised layer's input gets one scale per call, over the batch, so an
+    # embedding moves slightly with its neighbours (measured: cosine >= 0.995).
+    model = encoder if which == "float" else shipped
     mels = np.concatenate([fe.partial_mels(fe.preprocess(load(clip))) for clip in CLIPS])
     assert len(mels) > 8
-    batched = encoder.embed_partials(mels)
-    single = np.concatenate([encoder.embed_partials(m[np.newaxis]) for m in mels])
-    np.testing.assert_allclose(batched, single, rtol=0, atol=1e-6)
+    batched = model.embed_partials(mels)
+    single = np.concatenate([model.embed_partials(m[np.newaxis]) for m in mels])
+    if which == "float":
+        np.testing.assert_allclose(batched, single, rtol=0, atol=1e-6)
+    else:
+        assert float(np.min(np.sum(batched * single, axis=1))) > 0.99
 
 
 def test_partial_slicing_follows_resemblyzer(
@@ -179,6 +219,6 @@ def test_bad_audio_is_refused(encoder: SpeakerEncoder) -> None:
 
 def test_provenance_names_the_shipped_model() -> None:
     name, digest = encoder_provenance().split(" sha256:")
-    assert name == ENCODER_MODEL.name == "ge2e_speaker_encoder.onnx"
+    assert name == ENCODER_MODEL.name == "ge2e_speaker_encoder_int8.onnx"
     assert len(digest) == 64
     assert int(digest, 16) >= 0

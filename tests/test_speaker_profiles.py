@@ -18,7 +18,12 @@ import pytest
 
 from config.pipeline import PipelineConfig
 from detectors import SpeakerConfig
-from detectors.speaker.encoder import EMBEDDING_SIZE
+from detectors.speaker.encoder import (
+    EMBEDDING_SIZE,
+    ENCODER_MODEL,
+    FLOAT_ENCODER_MODEL,
+    encoder_provenance,
+)
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, check_name, match_names
 from stream.analyze import analyze_file
 from stream.events import SpeakerTurn
@@ -102,6 +107,20 @@ def test_a_foreign_or_broken_store_is_reported(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": "heritage-audio voice profiles", "version": 1,
                                 "encoder": "other.onnx sha256:00", "profiles": {}}))  # fmt: skip
     assert ProfileStore(path).load() == {}
+
+
+def test_profiles_enrolled_with_the_float_encoder_serve_the_int8_one(tmp_path: Path) -> None:
+    # Stores written before the int8 encoder shipped name the float export: the same
+    # network, its embeddings within cosine 0.98, so the voices stay enrolled.
+    voice = np.zeros(EMBEDDING_SIZE, np.float32)
+    voice[3] = 1.0
+    store = ProfileStore(tmp_path / "profiles.json")
+    store.save(VoiceProfile("Ada", voice, 12.0))
+    document = json.loads(store.path.read_text())
+    assert document["encoder"] == encoder_provenance(ENCODER_MODEL)
+    document["encoder"] = encoder_provenance(FLOAT_ENCODER_MODEL)
+    store.path.write_text(json.dumps(document))
+    assert list(ProfileStore(store.path).load()) == ["Ada"]
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 65, "Speaker_3", "tab\tname"])

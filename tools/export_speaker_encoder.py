@@ -27,6 +27,9 @@ librosa 0.8.1 (hence numpy < 1.24, numba < 0.59 and setuptools with
 ``pkg_resources``) is the librosa the encoder was trained with: its STFT pads
 the signal by *reflection* at both ends. librosa >= 0.9 pads with zeros, which
 changes the first frame of every utterance and so the embeddings slightly.
+
+The model the analysis runs by default is derived from this file afterwards, by
+``tools/quantize_speaker_encoder.py`` (its two upper LSTM layers in int8).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ The file (``speakers/profiles.json`` under the data directory by default) reads:
     {
       "format": "heritage-audio voice profiles",
       "version": 1,
-      "encoder": "ge2e_speaker_encoder.onnx sha256:...",
+      "encoder": "ge2e_speaker_encoder_int8.onnx sha256:...",
       "profiles": {
         "Guide Rossi": {
           "embedding": [256 floats: unit length, from the encoder named above],
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from detectors.speaker.clustering import Matrix, Vector, unit
-from detectors.speaker.encoder import EMBEDDING_SIZE, encoder_provenance
+from detectors.speaker.encoder import EMBEDDING_SIZE, ENCODER_FAMILY, encoder_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ class ProfileStore:
             raise ValueError(f"voice profiles {self.path} are unreadable: {exc}") from None
         if document.get("format") != FORMAT or document.get("version") != VERSION:
             raise ValueError(f"{self.path} is not a version {VERSION} voice-profile file")
-        if document.get("encoder") != encoder_provenance():
+        # Profiles enrolled with the float encoder serve its int8 derivative, and back.
+        if document.get("encoder") not in {encoder_provenance(p) for p in ENCODER_FAMILY}:
             logger.warning(
                 "voice profiles in %s were made by another speaker encoder (%s): re-enroll them",
                 self.path,
