@@ -147,7 +147,8 @@ def capacity(seconds: float, paced_seconds: float) -> None:
     if not sustainable:
         print("   no K tried runs at real-time factor <= 0.7")
         return
-    paced(sustainable, paced_seconds)
+    if paced_seconds > 0:  # 0: no paced run
+        paced(sustainable, paced_seconds)
 
 
 def paced(channels: int, paced_seconds: float) -> None:
@@ -182,7 +183,7 @@ def paced(channels: int, paced_seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--paced-seconds", type=float, default=60.0)
+    parser.add_argument("--paced-seconds", type=float, default=60.0, help="0: no paced run")
     parser.add_argument(
         "--paced-channels", type=int, help="only the paced run, with this many channels"
     )
