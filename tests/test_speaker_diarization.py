@@ -133,6 +133,34 @@ def test_live_events_trail_the_audio_by_at_most_one_hop() -> None:
     assert max(lags) <= hop_s
 
 
+@pytest.mark.parametrize("room", ["room_3spk", "room_4spk"])
+def test_batched_live_turns_end_where_unbatched_ones_do(room: str) -> None:
+    # Two windows a call (the default pipeline's live detector) must give the same turns as
+    # one at a time. The float encoder is batch-invariant, so a difference would be the
+    # turn logic: a block's events are ordered by their end, and a turn cut back once the
+    # next voice is sure must still end with its cut, not with the extension the cut
+    # replaced; the change point must come from the window being attributed. On these two
+    # rooms both went wrong before these were fixed.
+    path = DATA / "diarization" / f"{room}.flac"
+    float_config = {"encoder": "ge2e", "hop_s": 0.5, "min_evidence": 4}
+    turns = {
+        batch: final_turns(
+            run_file(path, PipelineConfig(detectors=[speaker_config(**float_config, batch=batch)]))
+        )
+        for batch in (1, 2)
+    }
+    assert len(turns[1]) >= 5
+    assert turns[2] == turns[1]
+
+
+def test_the_default_live_detector_batches_two_int8_windows() -> None:
+    config = next(d for d in PipelineConfig().detectors if isinstance(d, SpeakerConfig))
+    assert (config.encoder, config.hop_s, config.batch) == ("ge2e-int8", 0.5, 2)
+    events = run_file(CONVERSATION, PipelineConfig(detectors=[config.model_copy(
+        update={"profiles_path": NO_PROFILES})]))  # fmt: skip
+    assert_matches_truth(final_turns(events))
+
+
 def test_file_mode_finds_two_speakers_and_their_turns(document: dict[str, Any]) -> None:
     section = document["results"]["speaker_recognition"]
     assert section["speakers_detected"] == 2

@@ -207,7 +207,11 @@ class SpeakerConfig(DetectorConfig):
         "is given to a second speaker as well; 1: one speaker at a time.",
     )
     batch: int = Field(
-        1, ge=1, le=64, description="Windows per encoder call; above 1 delays events (files only)."
+        1,
+        ge=1,
+        le=64,
+        description="Windows per encoder call; each hop's events then come up to batch - 1 "
+        "hops later (the int8 encoder takes 5 ms a window in pairs, 7 alone).",
     )
     keep_embeddings: bool = Field(
         False, description="Keep every embedding for whole-file re-clustering (files only)."
@@ -308,6 +312,7 @@ class _Hop:
     start: int  # stream sample index of the hop's first sample
     voiced: npt.NDArray[np.bool_]  # per gate frame of the hop
     mels: npt.NDArray[np.float32] | None  # the window's partials, if it is worth embedding
+    window_voiced: npt.NDArray[np.bool_]  # per gate frame of the window ending with the hop
     audio: npt.NDArray[np.float32] | None = None  # the window (ge2e+campplus only)
 
 
@@ -459,7 +464,7 @@ class SpeakerDetector(Detector):
         voiced = self._gate.frames(window.start, window.samples)
         self._audio = np.concatenate([self._audio[self.hop :], window.samples])
         self._voiced = np.concatenate([self._voiced[len(voiced) :], voiced])
-        hop = _Hop(window.start, voiced, self._window_mels())
+        hop = _Hop(window.start, voiced, self._window_mels(), self._voiced)
         if hop.mels is not None and self._campplus is not None:
             hop.audio = normalize_volume(self._audio)
         self._queue.append(hop)
@@ -533,7 +538,7 @@ class SpeakerDetector(Detector):
         for hop in queue:
             embedding = next(pending, None) if hop.mels is not None else None
             events.extend(self._advance(hop, embedding))
-        return events
+        return _latest_of_each_turn(events)
 
     # -- turns ------------------------------------------------------------------------------
 
@@ -553,7 +558,7 @@ class SpeakerDetector(Detector):
             assignment = self._clusterer.assign(embedding)
             self._remember(end, embedding, assignment)
             if assignment is not None:
-                events.extend(self._attribute(assignment, end))
+                events.extend(self._attribute(assignment, end, hop.window_voiced))
         turn = self._turn
         if turn is not None and len(voiced_at):
             turn.t_end = max(turn.t_end, float(voiced_at[-1]) + frame_s)
@@ -561,12 +566,15 @@ class SpeakerDetector(Detector):
             events.append(self._event(turn))
         return events
 
-    def _attribute(self, assignment: Assignment, end: float) -> list[Event]:
-        """Open, keep or change the turn after the window ending at ``end`` was assigned."""
+    def _attribute(
+        self, assignment: Assignment, end: float, voiced: npt.NDArray[np.bool_]
+    ) -> list[Event]:
+        """Open, keep or change the turn after the window ending at ``end`` (its gate frames
+        ``voiced``) was assigned."""
         if self._clusterer.pending == 1:
-            self._change_at = self._boundary(end)  # the first window unlike every speaker
+            self._change_at = self._boundary(end, voiced)  # the first window unlike every one
         matched = assignment.new or assignment.distance <= self.config.new_speaker_distance
-        cut = self._boundary(end)
+        cut = self._boundary(end, voiced)
         if assignment.new and self._change_at is not None:
             cut = self._change_at
         if self._clusterer.pending == 0:
@@ -589,16 +597,16 @@ class SpeakerDetector(Detector):
         turn.windows += 1
         return events
 
-    def _boundary(self, end: float) -> float:
-        """Where a voice that fills most of the window ending at ``end`` probably began: the
-        speech onset after the pause nearest the window's middle, else the middle."""
+    def _boundary(self, end: float, voiced: npt.NDArray[np.bool_]) -> float:
+        """Where a voice that fills most of the window ending at ``end`` (gate frames
+        ``voiced``) probably began: the speech onset after the pause nearest the window's
+        middle, else the middle. The window's own frames: with ``batch`` above 1 a hop is
+        attributed after later ones were gated."""
         frame_s = FRAME / self.rate
         start = end - self.window / self.rate
         middle = end - self.window / self.rate / 2
         onsets = [
-            start + i * frame_s
-            for i in range(1, len(self._voiced))
-            if self._voiced[i] and not self._voiced[i - 1]
+            start + i * frame_s for i in range(1, len(voiced)) if voiced[i] and not voiced[i - 1]
         ]
         if not onsets:
             return middle
@@ -639,6 +647,22 @@ class SpeakerDetector(Detector):
                 label = f"Speaker_{self._unknown}"
             self._labels[cluster] = label
         return label
+
+
+def _latest_of_each_turn(events: list[Event]) -> list[Event]:
+    """Each turn's newest event only (a turn: its ``t_start`` and speaker).
+
+    A drain of several hops (``batch`` above 1) may extend a turn and then cut it back
+    to where the next voice began; the pipeline orders a block's events by their end,
+    which would put the cut before the extension it replaces and leave the extension as
+    the turn's last word. The newest event holds everything the older ones said.
+    """
+    newest = {(e.t_start, e.speaker): i for i, e in enumerate(events) if isinstance(e, SpeakerTurn)}
+    return [
+        e
+        for i, e in enumerate(events)
+        if not isinstance(e, SpeakerTurn) or newest[(e.t_start, e.speaker)] == i
+    ]
 
 
 def ge2e_model(config: SpeakerConfig) -> Path:
