@@ -304,11 +304,9 @@ def _analyze(
     if "speaker_recognition" in sections and scan.spool is not None:
         with times.stage("speaker_file_mode"):
             results["speaker_recognition"] = speaker_recognition(scan.spool, runner, n_speakers)
-            speaker = next(
-                (d for d in config.detectors if isinstance(d, SpeakerConfig)), SpeakerConfig()
-            )
-            files = speaker.model_copy(update={"keep_embeddings": True})
-            models["speaker_encoder"] = encoder_provenance(ge2e_model(files))
+            # The file configuration (_analysis_config) holds its speaker detector.
+            speaker = next(d for d in config.detectors if isinstance(d, SpeakerConfig))
+            models["speaker_encoder"] = encoder_provenance(ge2e_model(speaker))
     if sections & {"heritage_classification", "metadata_generation"}:
         results["heritage_classification"] = heritage_classification(events)
         models["heritage"] = heritage_provenance(config.detectors)

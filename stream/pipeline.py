@@ -7,6 +7,7 @@ callback (the bus, through the loop; or a list, for offline analysis).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -41,6 +42,16 @@ _PROCESS_START = time.monotonic()
 
 def _event_order(event: Event) -> tuple[float, float]:
     return (event.t_end, event.t_start)
+
+
+def _in_time_order(groups: Sequence[list[Event]]) -> list[Event]:
+    """The events of several detectors (or channels) interleaved by time, each group's own
+    in the order it emitted them: a detector may revise an event it sent earlier in the
+    same block (a speaker turn cut back once the next voice is sure), and the revision
+    must stay after what it revises, where a sort by time would put it before."""
+    if len(groups) == 1:
+        return groups[0]
+    return list(heapq.merge(*groups, key=_event_order))
 
 
 @dataclass(slots=True)
@@ -194,10 +205,7 @@ class ChannelChain:
     def _detect(self, samples: Samples) -> list[Event]:
         start = self.position
         self.position += len(samples)
-        events: list[Event] = []
-        for stage in self._stages:
-            events.extend(stage.run(samples))
-        events.sort(key=_event_order)
+        events = _in_time_order([stage.run(samples) for stage in self._stages])
         if self._recorder is not None:
             self._recorder.push(samples, start, events)
         return events
@@ -328,10 +336,7 @@ class SourceRunner:
                 continue  # Idle: the source is alive and waiting
             self._publish(events)
             self.last_progress = time.monotonic()
-        closing: list[Event] = []
-        for chain in self._chains:
-            closing.extend(chain.finish())
-        closing.sort(key=_event_order)
+        closing = _in_time_order([chain.finish() for chain in self._chains])
         reason = "stopped" if stop.is_set() else "end of stream"
         closing.append(self._status_event(StatusChange("ended", reason)))
         self._publish(closing)
@@ -374,11 +379,7 @@ class SourceRunner:
         if not np.isfinite(frames).all():
             self._invalid_samples.inc(int(np.count_nonzero(~np.isfinite(frames))))
             frames = np.nan_to_num(frames, nan=0.0, posinf=0.0, neginf=0.0)
-        events: list[Event] = []
-        for chain in self._chains:
-            events.extend(chain.push(frames[:, chain.channel]))
-        if len(self._chains) > 1:
-            events.sort(key=_event_order)
+        events = _in_time_order([chain.push(frames[:, chain.channel]) for chain in self._chains])
         events.extend(self._heartbeats())
         self._frames_total.inc(len(frames))
         self._sync_loss_counters()

@@ -137,9 +137,9 @@ def test_live_events_trail_the_audio_by_at_most_one_hop() -> None:
 def test_batched_live_turns_end_where_unbatched_ones_do(room: str) -> None:
     # Two windows a call (the default pipeline's live detector) must give the same turns as
     # one at a time. The float encoder is batch-invariant, so a difference would be the
-    # turn logic: a block's events are ordered by their end, and a turn cut back once the
-    # next voice is sure must still end with its cut, not with the extension the cut
-    # replaced; the change point must come from the window being attributed. On these two
+    # turn logic and the pipeline: a block's events are interleaved by time, and a turn cut
+    # back once the next voice is sure must still end with its cut, not with the extension
+    # the cut replaced; the change point must come from the window being attributed. On these two
     # rooms both went wrong before these were fixed.
     path = DATA / "diarization" / f"{room}.flac"
     float_config = {"encoder": "ge2e", "hop_s": 0.5, "min_evidence": 4}

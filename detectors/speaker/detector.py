@@ -538,7 +538,7 @@ class SpeakerDetector(Detector):
         for hop in queue:
             embedding = next(pending, None) if hop.mels is not None else None
             events.extend(self._advance(hop, embedding))
-        return _latest_of_each_turn(events)
+        return events
 
     # -- turns ------------------------------------------------------------------------------
 
@@ -647,22 +647,6 @@ class SpeakerDetector(Detector):
                 label = f"Speaker_{self._unknown}"
             self._labels[cluster] = label
         return label
-
-
-def _latest_of_each_turn(events: list[Event]) -> list[Event]:
-    """Each turn's newest event only (a turn: its ``t_start`` and speaker).
-
-    A drain of several hops (``batch`` above 1) may extend a turn and then cut it back
-    to where the next voice began; the pipeline orders a block's events by their end,
-    which would put the cut before the extension it replaces and leave the extension as
-    the turn's last word. The newest event holds everything the older ones said.
-    """
-    newest = {(e.t_start, e.speaker): i for i, e in enumerate(events) if isinstance(e, SpeakerTurn)}
-    return [
-        e
-        for i, e in enumerate(events)
-        if not isinstance(e, SpeakerTurn) or newest[(e.t_start, e.speaker)] == i
-    ]
 
 
 def ge2e_model(config: SpeakerConfig) -> Path:

@@ -37,8 +37,6 @@ FLOAT_ENCODER_MODEL = _MODELS / "ge2e_speaker_encoder.onnx"
 ENCODER_MODEL = _MODELS / "ge2e_speaker_encoder_int8.onnx"
 ENCODER_MODELS = {"ge2e-int8": ENCODER_MODEL, "ge2e": FLOAT_ENCODER_MODEL}
 """The speaker detector's ``encoder`` setting: the file it names."""
-ENCODER_FAMILY = (ENCODER_MODEL, FLOAT_ENCODER_MODEL)
-"""The shipped encoders that embed voices alike: profiles made by one serve the other."""
 EMBEDDING_SIZE = 256
 MAX_BATCH = 64  # partials per onnxruntime call, bounding memory for long utterances
 

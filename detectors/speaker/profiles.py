@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from detectors.speaker.clustering import Matrix, Vector, unit
-from detectors.speaker.encoder import EMBEDDING_SIZE, ENCODER_FAMILY, encoder_provenance
+from detectors.speaker.encoder import EMBEDDING_SIZE, ENCODER_MODELS, encoder_provenance
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +86,9 @@ class ProfileStore:
             raise ValueError(f"voice profiles {self.path} are unreadable: {exc}") from None
         if document.get("format") != FORMAT or document.get("version") != VERSION:
             raise ValueError(f"{self.path} is not a version {VERSION} voice-profile file")
-        # Profiles enrolled with the float encoder serve its int8 derivative, and back.
-        if document.get("encoder") not in {encoder_provenance(p) for p in ENCODER_FAMILY}:
+        # The shipped encoders embed voices alike (the int8 one is the float one quantised):
+        # profiles enrolled with either serve both.
+        if document.get("encoder") not in {encoder_provenance(p) for p in ENCODER_MODELS.values()}:
             logger.warning(
                 "voice profiles in %s were made by another speaker encoder (%s): re-enroll them",
                 self.path,
