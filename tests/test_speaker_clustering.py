@@ -20,7 +20,9 @@ from detectors.speaker.offline import (
     block_clusters,
     cluster_windows,
     diarize,
+    join_clusters,
     merge_alternating,
+    one_voice_pair,
     online_count,
     partition,
     switch_rates,
@@ -213,6 +215,24 @@ def test_speakers_that_change_hands_every_window_or_two_are_one_voice() -> None:
     # channel's first window does not follow the first channel's last one.
     two_channels = np.concatenate([starts[:60], starts[:60]])
     assert switch_rates(np.repeat([0, 1], 60), two_channels, 1.0)[0, 1] == 0.0
+
+
+def test_two_speakers_heard_together_most_of_the_time_are_one_voice() -> None:
+    # Speaker 0 and 1: real people, 1 s of 20 s overlapped. Speakers 2 and 3: the two
+    # halves of one voice, the second voice of overlapped speech on 9 of 10 s.
+    segments = [
+        Segment(0.0, 10.0, 0), Segment(9.0, 20.0, 1),
+        Segment(30.0, 40.0, 2), Segment(30.5, 39.5, 3),
+    ]  # fmt: skip
+    assert one_voice_pair(segments, 0.5) == (2, 3)  # the more heard one is kept
+    assert one_voice_pair(segments[:2], 0.5) is None  # 1 s of 10: people talking over
+    assert one_voice_pair(segments, 1.0) is None  # 1: never
+    # One voice heard on two channels counts once: 2 of speaker 1's 4 s are shared (twice
+    # that if each channel's piece counted).
+    pieces = [Segment(0.0, 4.0, 0), Segment(0.0, 4.0, 0, 1), Segment(2.0, 6.0, 1)]
+    assert one_voice_pair(pieces, 0.6) is None
+    assert one_voice_pair(pieces, 0.4) == (0, 1)  # equal talk: the first is kept
+    assert join_clusters(np.array([0, 1, 2, 1, 0]), 0, 1).tolist() == [0, 0, 1, 0, 0]
 
 
 def test_the_live_count_ignores_speakers_with_almost_no_windows() -> None:

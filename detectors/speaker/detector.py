@@ -206,6 +206,15 @@ class SpeakerConfig(DetectorConfig):
         description="Files: overlap probability (detectors.speaker.overlap) above which a frame "
         "is given to a second speaker as well; 1: one speaker at a time.",
     )
+    one_voice_overlap: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Files, count estimated: two speakers heard at once (the second voice of "
+        "overlapped speech) for more than this share of the quieter one's speech are one "
+        "voice split in two, and are joined. Real pairs of the dev sets stayed under 0.21, "
+        "split single voices were at 0.79-0.98 (docs/BENCHMARKS.md); 1: never.",
+    )
     batch: int = Field(
         1,
         ge=1,
