@@ -330,6 +330,26 @@ def test_one_real_voice_split_in_two_by_the_clustering_is_one_speaker(tmp_path: 
     assert asked["results"]["speaker_recognition"]["speakers_detected"] == 2
 
 
+def test_a_live_turn_never_reaches_back_over_a_pause(tmp_path: Path) -> None:
+    """0.6 s of a real voice, 4 s of silence, then 5.5 s more of it. The first stretch is
+    too short for a window of its own, so no window names its speaker before the voice
+    comes back; the turn opened then used to start at that first stretch and span the
+    silence (one turn from 0.16 to 10.1 s: 4 s of false alarm). Now the stretch is a turn
+    of its own, given the speaker the next window names."""
+    audio, rate = sf.read(ROOMS / "room_1spk.flac", dtype="float32")
+    speech = audio[int(1.9 * rate) : int(7.4 * rate)]
+    silence = np.zeros(4 * rate, np.float32)
+    path = tmp_path / "pause.flac"
+    sf.write(path, np.concatenate([speech[: int(0.6 * rate)], silence, speech, silence]), rate)
+    _, events = run_pipeline(path, PipelineConfig(detectors=[speaker_config()]))
+    turns = live_turns(events)
+    assert turns, "the voice was not heard"
+    assert not [t for t in turns if t[0] < 4.0 and t[1] > 1.0], turns  # nothing in the pause
+    assert any(t[0] < 0.6 and t[1] <= 0.7 for t in turns)  # the first stretch, its own turn
+    assert {label for *_, label in turns} == {"Speaker_1"}
+    assert max(t[1] for t in turns) > 9.5  # the voice after the pause, to its end
+
+
 def test_min_speakers_above_max_speakers_is_a_clear_command_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

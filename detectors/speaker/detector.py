@@ -455,6 +455,8 @@ class SpeakerDetector(Detector):
         self._queue: list[_Hop] = []
         self._turn: _Turn | None = None
         self._unattributed: float | None = None  # onset of speech no window has named yet
+        self._unattributed_end = 0.0  # and the end of its last voiced frame
+        self._orphans: list[tuple[float, float]] = []  # earlier such stretches, pauses apart
         self._change_at: float | None = None  # estimated start of a voice not yet declared
         self._labels: dict[int, str] = {}
         self._unknown = 0  # Speaker_N numbers handed out
@@ -558,10 +560,19 @@ class SpeakerDetector(Detector):
         voiced_at = t_hop + frame_s * np.flatnonzero(hop.voiced)
         # A long pause closes the turn; its last event already carries its extent.
         first = float(voiced_at[0]) if len(voiced_at) else end
-        if self._turn is not None and first - self._turn.t_end > self.config.turn_pause_s:
+        pause = self.config.turn_pause_s
+        if self._turn is not None and first - self._turn.t_end > pause:
             self._turn = None
-        if self._turn is None and len(voiced_at) and self._unattributed is None:
-            self._unattributed = first
+        if self._turn is None and len(voiced_at):
+            # Speech no window has named yet. Too short for a window of its own, a stretch
+            # followed by a long pause becomes a turn of its own (of the speaker the next
+            # window names): the turn opened then must not reach back over the silence.
+            if self._unattributed is not None and first - self._unattributed_end > pause:
+                self._orphans.append((self._unattributed, self._unattributed_end))
+                self._unattributed = None
+            if self._unattributed is None:
+                self._unattributed = first
+            self._unattributed_end = float(voiced_at[-1]) + frame_s
         events: list[Event] = []
         if embedding is not None:
             assignment = self._clusterer.assign(embedding)
@@ -591,6 +602,11 @@ class SpeakerDetector(Detector):
         events: list[Event] = []
         turn = self._turn
         if turn is None:
+            for t_start, t_end in self._orphans:
+                orphan = _Turn(assignment.cluster, t_start, t_end)
+                orphan.confidence_sum, orphan.windows = assignment.confidence, 1
+                events.append(self._event(orphan))
+            self._orphans.clear()
             start = (
                 self._unattributed if self._unattributed is not None else end - self.hop / self.rate
             )
