@@ -189,8 +189,9 @@ class SpeakerConfig(DetectorConfig):
         description="Files clustered in blocks, count estimated: two speakers whose windows "
         "alternate more often than this (changes between them from one window to the next, "
         "per window of the less heard; at most 2) are taken for one voice split in two and "
-        "merged. 0.6 halves the error on single far-field voices but merges the two people "
-        "of quick telephone exchanges (docs/BENCHMARKS.md); 2: never (the default).",
+        "merged. 0.6 halved the error on single far-field voices before one_voice_overlap "
+        "(which now joins those, with nothing left for this rule), and it merges the two "
+        "people of quick telephone exchanges (docs/BENCHMARKS.md); 2: never (the default).",
     )
     min_speaker_s: float = Field(
         5.0,
