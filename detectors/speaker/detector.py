@@ -211,10 +211,11 @@ class SpeakerConfig(DetectorConfig):
         0.5,
         gt=0,
         le=1,
-        description="Files, count estimated: two speakers heard at once (the second voice of "
-        "overlapped speech) for more than this share of the quieter one's speech are one "
-        "voice split in two, and are joined. Real pairs of the dev sets stayed under 0.21, "
-        "split single voices were at 0.79-0.98 (docs/BENCHMARKS.md); 1: never.",
+        description="Files, count estimated: two speakers the overlap model hears at once (the "
+        "second voice of overlapped speech) for more than this share of the quieter one's "
+        "speech are one voice split in two, and are joined. Real pairs of the dev sets stayed "
+        "under 0.21, split single voices were at 0.79-0.98 (docs/BENCHMARKS.md); 1: never. "
+        "Not with file_segmentation, whose second voice is another local speaker.",
     )
     batch: int = Field(
         1,
