@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from functools import lru_cache
 from pathlib import Path
 
 _PIECE = 1 << 20
@@ -16,6 +17,18 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(_PIECE):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def model_provenance(path: Path) -> str:
+    """``<file name> sha256:<hex>`` of a shipped model, for a result's ``provenance.models``;
+    read once per version of the file (every analysis and profile load asks)."""
+    return f"{path.name} sha256:{_cached_sha256(path, path.stat().st_mtime_ns)}"
+
+
+@lru_cache(maxsize=16)
+def _cached_sha256(path: Path, mtime_ns: int) -> str:
+    del mtime_ns  # part of the cache key only
+    return file_sha256(path)
 
 
 class HashingFile(io.RawIOBase):

@@ -19,7 +19,6 @@ docs/BENCHMARKS.md). Only frames below ``silence_floor_dbfs`` as recorded
 
 from __future__ import annotations
 
-import hashlib
 import math
 from importlib import resources
 from importlib.metadata import version
@@ -32,6 +31,7 @@ import webrtcvad
 from pydantic import Field, model_validator
 
 from detectors.base import ChannelResources, Detector, DetectorConfig, register
+from detectors.files import model_provenance
 from detectors.onnx import onnx_session
 from stream.events import Event, SpeechEnded, SpeechStarted
 from stream.windowing import Samples, Window
@@ -427,8 +427,7 @@ def vad_provenance(config: VadConfig) -> str:
     """What decided speech, for a result's ``provenance.models``."""
     if config.engine == "webrtc":
         return f"webrtcvad-wheels {version('webrtcvad-wheels')}"
-    path = config.model_path or SILERO_MODEL
-    return f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    return model_provenance(config.model_path or SILERO_MODEL)
 
 
 @register("vad")

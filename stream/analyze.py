@@ -28,8 +28,7 @@ from detectors.files import HashingFile
 from detectors.heritage import heritage_classification, heritage_provenance, with_heritage
 from detectors.metadata.generator import SignalAnalyzer, assemble
 from detectors.onnx import network_cpu_s
-from detectors.speaker import encoder_provenance
-from detectors.speaker.detector import SpeakerConfig, ge2e_model
+from detectors.speaker.detector import SpeakerConfig, speaker_models
 from detectors.vad import vad_provenance
 from sinks.metrics import Metrics
 from stream.events import Event, HeritageClassified, SpeechEnded
@@ -306,7 +305,7 @@ def _analyze(
             results["speaker_recognition"] = speaker_recognition(scan.spool, runner, n_speakers)
             # The file configuration (_analysis_config) holds its speaker detector.
             speaker = next(d for d in config.detectors if isinstance(d, SpeakerConfig))
-            models["speaker_encoder"] = encoder_provenance(ge2e_model(speaker))
+            models.update(speaker_models(speaker))
     if sections & {"heritage_classification", "metadata_generation"}:
         results["heritage_classification"] = heritage_classification(events)
         models["heritage"] = heritage_provenance(config.detectors)

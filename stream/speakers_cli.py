@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from config.pipeline import PipelineConfig, load_pipeline_config
 from config.settings import Settings
@@ -84,7 +85,14 @@ def with_count_bounds(
     """``config`` whose speaker detector (a default one if it has none) counts at least
     ``fewest`` and at most ``most`` speakers in a file (``analyze --min/--max-speakers``);
     a ValidationError if ``fewest`` exceeds ``most``."""
-    if fewest is None and most is None:
+    bounds = {"min_speakers": fewest, "max_speakers": most}
+    return with_speaker_settings(config, **{k: v for k, v in bounds.items() if v is not None})
+
+
+def with_speaker_settings(config: PipelineConfig, **settings: Any) -> PipelineConfig:
+    """``config`` with ``settings`` on its speaker detectors (a default one if it has none);
+    a ValidationError if they do not make a valid detector."""
+    if not settings:
         return config
     detectors = list(config.detectors)
     found = [i for i, d in enumerate(detectors) if isinstance(d, SpeakerConfig)]
@@ -92,10 +100,13 @@ def with_count_bounds(
         detectors.append(SpeakerConfig())
         found = [len(detectors) - 1]
     for i in found:
-        bounds = {"min_speakers": fewest, "max_speakers": most}
-        update = {k: v for k, v in bounds.items() if v is not None}
-        detectors[i] = SpeakerConfig.model_validate({**detectors[i].model_dump(), **update})
+        detectors[i] = SpeakerConfig.model_validate({**detectors[i].model_dump(), **settings})
     return config.model_copy(update={"detectors": detectors})
+
+
+ACCURATE_SPEAKERS = {"file_encoder": "ge2e+campplus"}
+"""``analyze --accurate-speakers``: the settings that separate real voices best for their
+CPU (docs/BENCHMARKS.md)."""
 
 
 def speaker_count(text: str) -> int:

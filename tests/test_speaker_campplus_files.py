@@ -104,3 +104,34 @@ def test_the_same_histories_cluster_with_ge2e_when_asked(
     with_ge2e = diarize(campplus[4], config(), n_speakers=4)
     with_campplus = diarize(campplus[4], config(file_encoder="ge2e+campplus"), n_speakers=4)
     assert with_ge2e.segments != with_campplus.segments
+
+
+def test_accurate_speakers_runs_campplus_and_the_result_names_every_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``analyze --accurate-speakers`` clusters on the joined embeddings, and the result's
+    provenance names each model the speaker section ran (CAM++ and the segmentation only
+    where they ran), so that an archive can tell how a timeline was made."""
+    import json
+
+    from detectors.speaker.campplus import campplus_provenance
+    from detectors.speaker.segmentation import segmentation_provenance
+    from stream.cli import main
+
+    monkeypatch.setenv("HERITAGE_DATA_DIR", str(tmp_path / "data"))
+    path = str(ROOMS / "room_3spk.flac")
+    plain, accurate = tmp_path / "plain.json", tmp_path / "accurate.json"
+    assert main(["analyze", path, "--json", str(plain)]) == 0
+    assert main(["analyze", path, "--accurate-speakers", "--json", str(accurate)]) == 0
+    models = json.loads(plain.read_text())["provenance"]["models"]
+    assert models["speaker_encoder"].startswith("ge2e_speaker_encoder.onnx sha256:")
+    assert "speaker_campplus" not in models and "speaker_segmentation" not in models
+    models = json.loads(accurate.read_text())["provenance"]["models"]
+    assert models["speaker_campplus"] == campplus_provenance()
+    assert models["speaker_campplus"].startswith("campplus_sv_zh_en_16k.onnx sha256:")
+    toml = tmp_path / "segmented.toml"
+    toml.write_text('[[detectors]]\ntype = "speaker"\nfile_segmentation = true\n')
+    segmented = tmp_path / "segmented.json"
+    assert main(["analyze", path, "--config", str(toml), "--json", str(segmented)]) == 0
+    models = json.loads(segmented.read_text())["provenance"]["models"]
+    assert models["speaker_segmentation"] == segmentation_provenance()

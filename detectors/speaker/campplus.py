@@ -12,13 +12,13 @@ clustering thresholds. The model was exported by ``tools/export_campplus.py``.
 
 from __future__ import annotations
 
-import hashlib
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from detectors.files import model_provenance
 from detectors.onnx import onnx_session
 from detectors.speaker.fbank import N_MELS, normalised_fbank
 
@@ -75,5 +75,4 @@ class CamppEncoder:
 
 def campplus_provenance(model_path: Path | None = None) -> str:
     """What embedded the voices for clustering, for a result's ``provenance.models``."""
-    path = model_path or CAMPPLUS_MODEL
-    return f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    return model_provenance(model_path or CAMPPLUS_MODEL)

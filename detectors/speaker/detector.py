@@ -34,13 +34,17 @@ from pydantic import Field, model_validator
 
 from detectors.base import ChannelResources, Detector, DetectorConfig, register
 from detectors.rows import Rows
-from detectors.speaker.campplus import CAMPPLUS_SIZE, CamppEncoder
+from detectors.speaker.campplus import CAMPPLUS_SIZE, CamppEncoder, campplus_provenance
 from detectors.speaker.clustering import Assignment, Matrix, OnlineClusterer, unit
-from detectors.speaker.encoder import ENCODER_MODELS, SpeakerEncoder
+from detectors.speaker.encoder import ENCODER_MODELS, SpeakerEncoder, encoder_provenance
 from detectors.speaker.frontend import normalize_volume, partial_mels
 from detectors.speaker.overlap import N_MELS, frame_logmel
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, match_names
-from detectors.speaker.segmentation import ChunkedSegmentation, LocalSegmentation
+from detectors.speaker.segmentation import (
+    ChunkedSegmentation,
+    LocalSegmentation,
+    segmentation_provenance,
+)
 from detectors.vad import (
     SILERO_FRAME,
     LevelNormaliser,
@@ -682,6 +686,17 @@ def ge2e_model(config: SpeakerConfig) -> Path:
     if not config.keep_embeddings:
         return ENCODER_MODELS[config.encoder]
     return ENCODER_MODELS["ge2e-int8" if config.file_encoder == "ge2e-int8" else "ge2e"]
+
+
+def speaker_models(config: SpeakerConfig) -> dict[str, str]:
+    """The models a file analysis with ``config`` ran, for its ``provenance.models``: the GE2E
+    encoder, and CAM++ and the segmentation where the options ask for them."""
+    models = {"speaker_encoder": encoder_provenance(ge2e_model(config))}
+    if config.file_encoder == "ge2e+campplus":
+        models["speaker_campplus"] = campplus_provenance()
+    if config.file_segmentation:
+        models["speaker_segmentation"] = segmentation_provenance()
+    return models
 
 
 def profile_store(config: SpeakerConfig, data_dir: Path | None = None) -> ProfileStore:

@@ -14,14 +14,13 @@ less alone, its embeddings within cosine 0.98 of the float ones (the tests check
 
 from __future__ import annotations
 
-import hashlib
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from detectors.files import model_provenance
 from detectors.onnx import onnx_session
 from detectors.speaker.frontend import (
     MEL_BANDS,
@@ -101,12 +100,4 @@ class SpeakerEncoder:
 
 def encoder_provenance(model_path: Path | None = None) -> str:
     """What embedded the voices, for a result's ``provenance.models``."""
-    path = model_path or ENCODER_MODEL
-    return f"{path.name} sha256:{_sha256(path, path.stat().st_mtime_ns)}"
-
-
-@lru_cache(maxsize=8)
-def _sha256(path: Path, mtime_ns: int) -> str:
-    """A model file's digest, read once per version of the file (profiles ask each load)."""
-    del mtime_ns  # part of the cache key only
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return model_provenance(model_path or ENCODER_MODEL)

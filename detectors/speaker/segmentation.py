@@ -18,7 +18,6 @@ file's global speakers and aggregates the chunks.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from detectors.files import model_provenance
 from detectors.onnx import onnx_session
 
 SEGMENTATION_MODEL = Path(
@@ -199,5 +199,4 @@ class ChunkedSegmentation:
 
 def segmentation_provenance(model_path: Path | None = None) -> str:
     """The segmentation model, for a result's ``provenance.models``."""
-    path = model_path or SEGMENTATION_MODEL
-    return f"{path.name} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}"
+    return model_provenance(model_path or SEGMENTATION_MODEL)
