@@ -125,7 +125,8 @@ def test_accurate_speakers_runs_campplus_and_the_result_names_every_model(
     assert main(["analyze", path, "--accurate-speakers", "--json", str(accurate)]) == 0
     models = json.loads(plain.read_text())["provenance"]["models"]
     assert models["speaker_encoder"].startswith("ge2e_speaker_encoder.onnx sha256:")
-    assert "speaker_campplus" not in models and "speaker_segmentation" not in models
+    assert "speaker_campplus" not in models
+    assert "speaker_segmentation" not in models
     models = json.loads(accurate.read_text())["provenance"]["models"]
     assert models["speaker_campplus"] == campplus_provenance()
     assert models["speaker_campplus"].startswith("campplus_sv_zh_en_16k.onnx sha256:")

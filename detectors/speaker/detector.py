@@ -219,7 +219,7 @@ class SpeakerConfig(DetectorConfig):
         "second voice of overlapped speech) for more than this share of the quieter one's "
         "speech are one voice split in two, and are joined. Real pairs of the dev sets stayed "
         "under 0.21, split single voices were at 0.79-0.98 (docs/BENCHMARKS.md); 1: never. "
-        "Not with file_segmentation, whose second voice is another local speaker.",
+        "With file_segmentation too, judged by the overlap model all the same.",
     )
     batch: int = Field(
         1,

@@ -158,15 +158,23 @@ def diarize(
         if len(centroids) > n_speakers and talk.min() < config.min_speaker_s:
             labels = merge_cluster(embeddings, labels, int(np.argmin(talk)))
             continue
+        single = segments
         segments = _with_second_voices(
-            usable, spaces, centroids, named, config=config, segments=segments
+            usable, spaces, centroids, named, config=config, segments=single
         )
-        # The segmentation hears one voice as one local speaker: no split voice overlaps
-        # itself there, and where it finds real overlap, a quiet second person can be heard
-        # under someone else for most of their speech (the two-voice room fixture).
+        # Whether two clusters are one voice is what the overlap model hears, also where the
+        # segmentation gives the second voice: that one hears a split voice as one local
+        # speaker, and where it finds real overlap, a quiet second person can be heard under
+        # someone else for most of their speech (the two-voice room fixture).
+        probe = segments
+        if segmented:
+            unsegmented = config.model_copy(update={"file_segmentation": False})
+            probe = _with_second_voices(
+                usable, spaces, centroids, named, config=unsegmented, segments=single
+            )
         pair = (
-            one_voice_pair(segments, config.one_voice_overlap)
-            if estimated and len(centroids) > config.min_speakers and not segmented
+            one_voice_pair(probe, config.one_voice_overlap)
+            if estimated and len(centroids) > config.min_speakers
             else None
         )
         if pair is None:
