@@ -72,15 +72,18 @@ def default_analysis(
     """Run the analysis a processing type asks for (the whole pipeline for ``comprehensive``)."""
     from threadpoolctl import threadpool_limits
 
-    from config.pipeline import load_pipeline_config
+    from config.pipeline import ACCURATE_SPEAKERS, load_pipeline_config, with_speaker_settings
     from stream.analyze import analyze_file
 
+    config = load_pipeline_config(options.get("config_path"))
+    if options.get("accurate_speakers"):
+        config = with_speaker_settings(config, **ACCURATE_SPEAKERS)
     # One core per job: workers scale by process, and BLAS/OpenMP threads fighting over
     # the same cores only slow every job down (and the API, when jobs run inside it).
     with threadpool_limits(1):
         return analyze_file(
             path,
-            load_pipeline_config(options.get("config_path")),
+            config,
             progress=progress,
             n_speakers=options.get("n_speakers"),
             sections=SECTIONS_OF[options["processing_type"]],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -102,3 +102,23 @@ def load_pipeline_config(path: Path | None) -> PipelineConfig:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from None
+
+
+def with_speaker_settings(config: PipelineConfig, **settings: Any) -> PipelineConfig:
+    """``config`` with ``settings`` on its speaker detectors (a default one if it has none);
+    a ValidationError if they do not make a valid detector."""
+    if not settings:
+        return config
+    detectors = list(config.detectors)
+    found = [i for i, d in enumerate(detectors) if isinstance(d, SpeakerConfig)]
+    if not found:
+        detectors.append(SpeakerConfig())
+        found = [len(detectors) - 1]
+    for i in found:
+        detectors[i] = SpeakerConfig.model_validate({**detectors[i].model_dump(), **settings})
+    return config.model_copy(update={"detectors": detectors})
+
+
+ACCURATE_SPEAKERS = {"file_encoder": "ge2e+campplus"}
+"""``analyze --accurate-speakers``: the settings that separate real voices best for their
+CPU (docs/BENCHMARKS.md)."""

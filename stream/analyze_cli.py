@@ -237,7 +237,8 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from config.pipeline import load_pipeline_config
 
     startup_cpu = time.process_time()
-    from stream.speakers_cli import ACCURATE_SPEAKERS, with_count_bounds, with_speaker_settings
+    from config.pipeline import ACCURATE_SPEAKERS, with_speaker_settings
+    from stream.speakers_cli import with_count_bounds
 
     config = load_pipeline_config(args.config or settings.HERITAGE_CONFIG)
     config = with_count_bounds(config, args.min_speakers, args.max_speakers)

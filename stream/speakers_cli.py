@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from config.pipeline import PipelineConfig, load_pipeline_config
+from config.pipeline import PipelineConfig, load_pipeline_config, with_speaker_settings
 from config.settings import Settings
 from detectors.speaker.detector import SpeakerConfig, profile_store
 from detectors.speaker.profiles import ProfileStore, VoiceProfile, check_name
@@ -87,26 +86,6 @@ def with_count_bounds(
     a ValidationError if ``fewest`` exceeds ``most``."""
     bounds = {"min_speakers": fewest, "max_speakers": most}
     return with_speaker_settings(config, **{k: v for k, v in bounds.items() if v is not None})
-
-
-def with_speaker_settings(config: PipelineConfig, **settings: Any) -> PipelineConfig:
-    """``config`` with ``settings`` on its speaker detectors (a default one if it has none);
-    a ValidationError if they do not make a valid detector."""
-    if not settings:
-        return config
-    detectors = list(config.detectors)
-    found = [i for i, d in enumerate(detectors) if isinstance(d, SpeakerConfig)]
-    if not found:
-        detectors.append(SpeakerConfig())
-        found = [len(detectors) - 1]
-    for i in found:
-        detectors[i] = SpeakerConfig.model_validate({**detectors[i].model_dump(), **settings})
-    return config.model_copy(update={"detectors": detectors})
-
-
-ACCURATE_SPEAKERS = {"file_encoder": "ge2e+campplus"}
-"""``analyze --accurate-speakers``: the settings that separate real voices best for their
-CPU (docs/BENCHMARKS.md)."""
 
 
 def speaker_count(text: str) -> int:

@@ -136,3 +136,19 @@ def test_accurate_speakers_runs_campplus_and_the_result_names_every_model(
     assert main(["analyze", path, "--config", str(toml), "--json", str(segmented)]) == 0
     models = json.loads(segmented.read_text())["provenance"]["models"]
     assert models["speaker_segmentation"] == segmentation_provenance()
+
+
+def test_an_upload_can_ask_for_accurate_speakers(tmp_path: Path) -> None:
+    """``POST /api/v1/process`` takes ``accurate_speakers``; the job then runs the speaker
+    section as ``analyze --accurate-speakers`` does, and only then."""
+    from api.jobs import default_analysis
+    from api.routes.tasks import ProcessForm
+
+    assert ProcessForm.model_validate({"accurate_speakers": "true"}).accurate_speakers
+    assert not ProcessForm.model_validate({}).accurate_speakers
+    path = ROOMS / "room_3spk.flac"
+    for asked, expected in ((True, True), (False, False)):
+        options = {"processing_type": "speaker", "task_id": f"t-{asked}"}
+        document = default_analysis(path, options | {"accurate_speakers": asked}, lambda _: None)
+        assert ("speaker_campplus" in document["provenance"]["models"]) is expected
+        assert document["results"]["speaker_recognition"]["speakers_detected"] >= 2
