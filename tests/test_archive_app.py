@@ -68,6 +68,7 @@ def test_an_operator_uploads_reviews_corrects_and_finds_a_recording(
     page.get_by_label("Creator").fill("Archivio MAXXI")
     page.get_by_label("Date (YYYY, YYYY-MM or YYYY-MM-DD)").fill("1987-05-12")
     page.get_by_label("Priority").select_option("high")
+    page.get_by_label("Separate voices more accurately (slower)").check()
     page.get_by_test_id("file-input").set_input_files([str(RECORDING), str(DATA / "not_audio.wav")])
     items = page.get_by_test_id("upload-item")
     expect(items).to_have_count(2)
@@ -124,6 +125,8 @@ def test_an_operator_uploads_reviews_corrects_and_finds_a_recording(
     expect(page.get_by_test_id("toast")).to_have_text("Correction stored")
     expect(page.locator("[data-lane=heritage] .seg.corrected")).to_have_count(1)
     task_id = page.url.rsplit("/", 1)[-1]
+    result = server.api.http.get(f"/api/v1/results/{task_id}", headers=server.api.auth()).json()
+    assert "speaker_campplus" in result["provenance"]["models"]  # the box was ticked
     stored = server.api.http.get(
         f"/api/v1/results/{task_id}/corrections", headers=server.api.auth("viewer")
     ).json()

@@ -1,5 +1,5 @@
 // Upload: drag and drop (or choose) many recordings, the curator's Dublin Core, processing
-// type and priority; each file shows its own progress and, if refused, the server's reason.
+// type, priority and the slower, more accurate speaker separation; each file shows its own progress and, if refused, the server's reason.
 import { session, upload } from "./api.js";
 import { h, fill, field } from "./dom.js";
 import { t } from "./i18n.js";
@@ -21,6 +21,7 @@ export function uploadPage(main) {
     PROCESSING.map((p) => h("option", { value: p }, p)));
   const priority = h("select", { name: "priority" },
     PRIORITIES.map((p) => h("option", { value: p }, t(`priority_${p}`))));
+  const accurate = h("input", { type: "checkbox", name: "accurate_speakers" });
   const picker = h("input", { type: "file", multiple: true, accept: "audio/*,.wav,.flac,.mp3,.ogg,.opus,.aif,.aiff",
     class: "visually-hidden", id: "files", "data-testid": "file-input" });
   const zone = h("label", { class: "drop", for: "files", tabindex: 0, role: "button",
@@ -31,6 +32,7 @@ export function uploadPage(main) {
     const fields = Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value.trim()]));
     fields.processing_type = processing.value;
     fields.priority = priority.value;
+    if (accurate.checked) fields.accurate_speakers = "true";
     for (const file of files) {
       const bar = h("progress", { max: 1, value: 0, "aria-label": file.name });
       const state = h("span", { class: "state" }, t("uploading", { pct: 0 }));
@@ -70,7 +72,8 @@ export function uploadPage(main) {
       h("fieldset", {}, h("legend", {}, t("dcLegend")),
         h("div", { class: "grid" }, DC_FIELDS.map((name) => field(t(cap(name)), inputs[name])))),
       h("fieldset", {}, h("legend", {}, t("optionsLegend")),
-        h("div", { class: "grid" }, field(t("processingType"), processing), field(t("priority"), priority))),
+        h("div", { class: "grid" }, field(t("processingType"), processing), field(t("priority"), priority),
+          field(t("accurateSpeakers"), accurate))),
       picker, zone),
     list));
   return null;
