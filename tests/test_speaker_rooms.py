@@ -350,6 +350,23 @@ def test_a_live_turn_never_reaches_back_over_a_pause(tmp_path: Path) -> None:
     assert max(t[1] for t in turns) > 9.5  # the voice after the pause, to its end
 
 
+def test_short_stretches_waiting_for_a_speaker_stay_bounded(tmp_path: Path) -> None:
+    """Sixty bursts of 0.3 s of a real voice, a second apart: none is long enough for a
+    window, so none is ever named, and the stretches kept waiting for a speaker stay
+    bounded (a channel that hears only such bursts for hours must not grow)."""
+    from detectors.speaker.detector import ORPHANS_KEPT
+
+    audio, rate = sf.read(ROOMS / "room_1spk.flac", dtype="float32")
+    burst = audio[int(4.0 * rate) : int(4.3 * rate)]
+    gap = np.zeros(rate, np.float32)
+    path = tmp_path / "bursts.flac"
+    sf.write(path, np.concatenate([np.concatenate([burst, gap]) for _ in range(60)]), rate)
+    runner, events = run_pipeline(path, PipelineConfig(detectors=[speaker_config()]))
+    detector = next(d for c in runner.chains for d in c.detectors if isinstance(d, SpeakerDetector))
+    assert not live_turns(events)
+    assert 0 < len(detector._orphans) <= ORPHANS_KEPT
+
+
 def test_min_speakers_above_max_speakers_is_a_clear_command_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -24,6 +24,7 @@ frame's gate decision are kept for the whole-file re-clustering of
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -60,6 +61,8 @@ from stream.windowing import Samples, Window
 logger = logging.getLogger(__name__)
 
 FRAME = SILERO_FRAME  # samples per gate frame (32 ms at 16 kHz)
+ORPHANS_KEPT = 16  # short stretches of speech, pauses apart, awaiting their speaker
+ORPHAN_MAX_AGE_S = 15.0  # older ones are not given to the speaker named next
 
 
 class SpeakerConfig(DetectorConfig):
@@ -462,7 +465,9 @@ class SpeakerDetector(Detector):
         self._turn: _Turn | None = None
         self._unattributed: float | None = None  # onset of speech no window has named yet
         self._unattributed_end = 0.0  # and the end of its last voiced frame
-        self._orphans: list[tuple[float, float]] = []  # earlier such stretches, pauses apart
+        # Earlier such stretches, pauses apart, awaiting a speaker (bounded: a channel that
+        # hears only clicks for hours must not grow).
+        self._orphans: deque[tuple[float, float]] = deque(maxlen=ORPHANS_KEPT)
         self._change_at: float | None = None  # estimated start of a voice not yet declared
         self._labels: dict[int, str] = {}
         self._unknown = 0  # Speaker_N numbers handed out
@@ -609,6 +614,8 @@ class SpeakerDetector(Detector):
         turn = self._turn
         if turn is None:
             for t_start, t_end in self._orphans:
+                if end - t_end > ORPHAN_MAX_AGE_S:
+                    continue  # too long ago to say who it was
                 orphan = _Turn(assignment.cluster, t_start, t_end)
                 orphan.confidence_sum, orphan.windows = assignment.confidence, 1
                 events.append(self._event(orphan))
