@@ -331,6 +331,7 @@ def _analyze(
             "parameters": {
                 "analysis_sample_rate": config.analysis_sample_rate,
                 "sections": sorted(sections),
+                "n_speakers": n_speakers,  # the count given; null: estimated
                 "detectors": [d.model_dump(mode="json") for d in config.detectors],
             },
             "timings": {

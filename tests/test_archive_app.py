@@ -68,6 +68,7 @@ def test_an_operator_uploads_reviews_corrects_and_finds_a_recording(
     page.get_by_label("Creator").fill("Archivio MAXXI")
     page.get_by_label("Date (YYYY, YYYY-MM or YYYY-MM-DD)").fill("1987-05-12")
     page.get_by_label("Priority").select_option("high")
+    page.get_by_label("Number of speakers (if known)").fill("2")
     page.get_by_label("Separate voices more accurately (slower)").check()
     page.get_by_test_id("file-input").set_input_files([str(RECORDING), str(DATA / "not_audio.wav")])
     items = page.get_by_test_id("upload-item")
@@ -127,6 +128,7 @@ def test_an_operator_uploads_reviews_corrects_and_finds_a_recording(
     task_id = page.url.rsplit("/", 1)[-1]
     result = server.api.http.get(f"/api/v1/results/{task_id}", headers=server.api.auth()).json()
     assert "speaker_campplus" in result["provenance"]["models"]  # the box was ticked
+    assert result["provenance"]["parameters"]["n_speakers"] == 2  # the count was given
     stored = server.api.http.get(
         f"/api/v1/results/{task_id}/corrections", headers=server.api.auth("viewer")
     ).json()

@@ -328,6 +328,7 @@ def test_one_real_voice_split_in_two_by_the_clustering_is_one_speaker(tmp_path: 
         n_speakers=2,
     )
     assert asked["results"]["speaker_recognition"]["speakers_detected"] == 2
+    assert asked["provenance"]["parameters"]["n_speakers"] == 2  # the result says it was given
 
 
 def test_a_live_turn_never_reaches_back_over_a_pause(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 // Upload: drag and drop (or choose) many recordings, the curator's Dublin Core, processing
-// type, priority and the slower, more accurate speaker separation; each file shows its own progress and, if refused, the server's reason.
+// type, priority, the number of speakers if known and the slower, more accurate speaker
+// separation; each file shows its own progress and, if refused, the server's reason.
 import { session, upload } from "./api.js";
 import { h, fill, field } from "./dom.js";
 import { t } from "./i18n.js";
@@ -21,6 +22,7 @@ export function uploadPage(main) {
     PROCESSING.map((p) => h("option", { value: p }, p)));
   const priority = h("select", { name: "priority" },
     PRIORITIES.map((p) => h("option", { value: p }, t(`priority_${p}`))));
+  const speakers = h("input", { type: "number", name: "n_speakers", min: 1, max: 32, step: 1 });
   const accurate = h("input", { type: "checkbox", name: "accurate_speakers" });
   const picker = h("input", { type: "file", multiple: true, accept: "audio/*,.wav,.flac,.mp3,.ogg,.opus,.aif,.aiff",
     class: "visually-hidden", id: "files", "data-testid": "file-input" });
@@ -32,6 +34,7 @@ export function uploadPage(main) {
     const fields = Object.fromEntries(Object.entries(inputs).map(([k, el]) => [k, el.value.trim()]));
     fields.processing_type = processing.value;
     fields.priority = priority.value;
+    if (speakers.value.trim()) fields.n_speakers = speakers.value.trim();
     if (accurate.checked) fields.accurate_speakers = "true";
     for (const file of files) {
       const bar = h("progress", { max: 1, value: 0, "aria-label": file.name });
@@ -73,7 +76,7 @@ export function uploadPage(main) {
         h("div", { class: "grid" }, DC_FIELDS.map((name) => field(t(cap(name)), inputs[name])))),
       h("fieldset", {}, h("legend", {}, t("optionsLegend")),
         h("div", { class: "grid" }, field(t("processingType"), processing), field(t("priority"), priority),
-          field(t("accurateSpeakers"), accurate))),
+          field(t("nSpeakers"), speakers), field(t("accurateSpeakers"), accurate))),
       picker, zone),
     list));
   return null;
