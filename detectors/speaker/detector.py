@@ -616,8 +616,8 @@ class SpeakerDetector(Detector):
             for t_start, t_end in self._orphans:
                 if end - t_end > ORPHAN_MAX_AGE_S:
                     continue  # too long ago to say who it was
-                orphan = _Turn(assignment.cluster, t_start, t_end)
-                orphan.confidence_sum, orphan.windows = assignment.confidence, 1
+                orphan = _Turn(assignment.cluster, t_start, t_end,
+                               confidence_sum=assignment.confidence, windows=1)  # fmt: skip
                 events.append(self._event(orphan))
             self._orphans.clear()
             start = (

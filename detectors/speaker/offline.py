@@ -159,19 +159,17 @@ def diarize(
             labels = merge_cluster(embeddings, labels, int(np.argmin(talk)))
             continue
         single = segments
-        segments = _with_second_voices(
-            usable, spaces, centroids, named, config=config, segments=single
-        )
+        voices = (usable, spaces, centroids, named)
+        segments = _with_second_voices(*voices, config=config, segments=single, local=segmented)
         # Whether two clusters are one voice is what the overlap model hears, also where the
         # segmentation gives the second voice: that one hears a split voice as one local
         # speaker, and where it finds real overlap, a quiet second person can be heard under
         # someone else for most of their speech (the two-voice room fixture).
-        probe = segments
-        if segmented:
-            unsegmented = config.model_copy(update={"file_segmentation": False})
-            probe = _with_second_voices(
-                usable, spaces, centroids, named, config=unsegmented, segments=single
-            )
+        probe = (
+            _with_second_voices(*voices, config=config, segments=single, local=False)
+            if segmented
+            else segments
+        )
         pair = (
             one_voice_pair(probe, config.one_voice_overlap)
             if estimated and len(centroids) > config.min_speakers
@@ -198,11 +196,12 @@ def _with_second_voices(
     *,
     config: SpeakerConfig,
     segments: list[Segment],
+    local: bool,
 ) -> list[Segment]:
     """The single-voice ``segments`` re-made with the second voice of overlapped speech
-    (step 4): from the local segmentation when the file has one, else from the overlap
-    model; ``segments`` themselves when neither applies."""
-    if config.file_segmentation and all(h.segmentation is not None for h in usable):
+    (step 4): from the local segmentation if ``local`` (every history has one), else from
+    the overlap model; ``segments`` themselves when neither applies."""
+    if local:
         return [
             s
             for h, space in zip(usable, spaces, strict=True)
@@ -275,9 +274,7 @@ def _together(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> flo
 def join_clusters(labels: Labels, keep: int, join: int) -> Labels:
     """``labels`` with every window of ``join`` given to ``keep``, renumbered 0..k-2 in
     order of appearance."""
-    moved = np.where(labels == join, keep, labels)
-    _, dense = np.unique(moved, return_inverse=True)
-    return relabel_by_appearance(dense.astype(np.int64))
+    return relabel_by_appearance(np.where(labels == join, keep, labels))
 
 
 def partition(
@@ -562,8 +559,7 @@ def merge_cluster(embeddings: Matrix, labels: Labels, cluster: int) -> Labels:
     moved = labels.copy()
     mine = np.flatnonzero(labels == cluster)
     moved[mine] = np.array(others)[np.argmax(embeddings[mine] @ centroids.T, axis=1)]
-    _, dense = np.unique(moved, return_inverse=True)
-    return relabel_by_appearance(dense.astype(np.int64))
+    return relabel_by_appearance(moved)
 
 
 def centroids_of_ids(embeddings: Matrix, labels: Labels, ids: list[int]) -> Matrix:
